@@ -1,0 +1,219 @@
+"""Settings of the two deployables, loaded from ``<home>/<name>.toml`` plus environment variables.
+
+Precedence (highest first): explicit keyword arguments, environment variables
+(``SITE_NODE_*`` / ``HUB_*``), the TOML file in the node's home folder, defaults. Settings are built
+lazily by :func:`load_site_settings` / :func:`load_hub_settings`, never at import time.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from common.errors import ConfigError
+
+SITE_TOML = "site.toml"
+HUB_TOML = "hub.toml"
+MIN_FLOOR = 5
+MIN_TOKEN_CHARS = 24
+_PLACEHOLDERS = re.compile(r"^(change.?me|secret|password|token|xxx+|test|example|placeholder|todo)$", re.I)
+_SITE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+_toml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("_toml_path", default=None)
+
+
+def check_secret(value: SecretStr | None, field: str) -> SecretStr | None:
+    """Refuse secrets that are too short or obvious placeholders (the value is never echoed)."""
+    if value is None:
+        return None
+    raw = value.get_secret_value()
+    if len(raw) < MIN_TOKEN_CHARS or _PLACEHOLDERS.match(raw):
+        raise ValueError(f"{field} is too short or a placeholder (need {MIN_TOKEN_CHARS}+ random chars)")
+    return value
+
+
+class _HomeSettings(BaseSettings):
+    """Common behaviour: a home folder that exists (created if needed) and TOML loading."""
+
+    home: Path
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _toml_path.get()
+        if path is not None and path.exists():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @field_validator("home")
+    @classmethod
+    def _home_exists(cls, value: Path) -> Path:
+        value = value.expanduser().resolve()
+        value.mkdir(parents=True, exist_ok=True)
+        return value
+
+
+class DeidOptions(BaseModel):
+    """PS3.15 Annex E options applied on top of the Basic profile."""
+
+    retain_longitudinal_modified_dates: bool = True
+    retain_longitudinal_full_dates: bool = False
+    retain_patient_characteristics: bool = True
+    retain_device_identity: bool = True
+    retain_institution_identity: bool = False
+    retain_uids: bool = False
+    retain_safe_private: bool = False
+    clean_descriptors: bool = True
+    clean_structured_content: bool = False
+    clean_graphics: bool = False
+    #: Modalities / SOP classes the site has reviewed and clears of burned-in-text risk.
+    cleared_burned_in: list[str] = Field(default_factory=list)
+    #: Newer PS3.15 table (same JSON shape as the shipped one); None uses the shipped edition.
+    profile_table: Path | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DeidOptions:
+        if self.retain_longitudinal_full_dates and self.retain_longitudinal_modified_dates:
+            raise ValueError("choose either retain_longitudinal_full_dates or _modified_dates, not both")
+        return self
+
+
+class SiteSettings(_HomeSettings):
+    """Settings of one site node (``<home>/site.toml``, env prefix ``SITE_NODE_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="SITE_NODE_", env_nested_delimiter="__", extra="forbid")
+
+    site_id: str = "site"
+    country: str | None = None
+    db_url: str | None = None
+    floor_k: int = Field(default=10, ge=MIN_FLOOR)
+    mrn_system: str | None = None
+    hub_url: str | None = None
+    hub_token: SecretStr | None = None
+    admin_token: SecretStr | None = None
+    deid: DeidOptions = Field(default_factory=DeidOptions)
+    approved_jobs: dict[str, str] = Field(default_factory=dict)
+    max_workers: int = Field(default=0, ge=0)
+
+    @field_validator("site_id")
+    @classmethod
+    def _site_id(cls, value: str) -> str:
+        if not _SITE_ID.match(value):
+            raise ValueError("site_id must be lower-case letters, digits, '-' or '_' (max 63)")
+        return value
+
+    @field_validator("hub_token", "admin_token")
+    @classmethod
+    def _tokens(cls, value: SecretStr | None, info: Any) -> SecretStr | None:
+        return check_secret(value, info.field_name)
+
+    @property
+    def phi_dir(self) -> Path:
+        """Folder holding the key and the re-identification table (mode 0700)."""
+        return self.home / "phi"
+
+    @property
+    def export_dir(self) -> Path:
+        """Folder holding de-identified output only."""
+        return self.home / "export"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        """Folder holding inputs set aside with a reason."""
+        return self.home / "quarantine"
+
+    @property
+    def database_url(self) -> str:
+        """The site database URL (SQLite in the home folder by default)."""
+        return self.db_url or f"sqlite:///{self.home / 'site.db'}"
+
+
+class HubSettings(_HomeSettings):
+    """Settings of the central hub (``<home>/hub.toml``, env prefix ``HUB_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="HUB_", env_nested_delimiter="__", extra="forbid")
+
+    db_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    max_payload_bytes: int = Field(default=2_000_000, ge=1024)
+    default_floor_k: int = Field(default=10, ge=MIN_FLOOR)
+    nvflare_mode: Literal["simulator", "production"] = "simulator"
+    nvflare_admin_kit: Path | None = None
+    nvflare_admin_user: str | None = None
+
+    @property
+    def database_url(self) -> str:
+        """The hub database URL (SQLite in the home folder by default)."""
+        return self.db_url or f"sqlite:///{self.home / 'hub.db'}"
+
+
+def _format_validation(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "settings"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def _load(cls: type[_HomeSettings], home: Path, toml_name: str, overrides: dict[str, Any]) -> Any:
+    token = _toml_path.set(Path(home).expanduser() / toml_name)
+    try:
+        return cls(home=Path(home), **overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]["loc"]
+        raise ConfigError(
+            f"invalid settings: {_format_validation(exc)}", field=".".join(map(str, first)) or None
+        ) from None
+    finally:
+        _toml_path.reset(token)
+
+
+def resolve_home(home: Path | str | None, env_var: str) -> Path:
+    """The home folder from the argument or the environment variable ``env_var``.
+
+    Raises:
+        ConfigError: neither is set.
+    """
+    value = home or os.environ.get(env_var)
+    if not value:
+        raise ConfigError(f"no home folder: pass --home or set {env_var}", field="home")
+    return Path(value).expanduser().resolve()
+
+
+def load_site_settings(home: Path | str | None = None, **overrides: Any) -> SiteSettings:
+    """Load and validate the site node's settings.
+
+    Args:
+        home: the node's home; defaults to ``$SITE_NODE_HOME``.
+        **overrides: values that take precedence over the environment and the TOML file.
+
+    Raises:
+        ConfigError: invalid or missing settings (the message names the field).
+    """
+    path = resolve_home(home, "SITE_NODE_HOME")
+    return _load(SiteSettings, path, SITE_TOML, overrides)
+
+
+def load_hub_settings(home: Path | str | None = None, **overrides: Any) -> HubSettings:
+    """Load and validate the hub's settings (home defaults to ``$HUB_HOME``)."""
+    path = resolve_home(home, "HUB_HOME")
+    return _load(HubSettings, path, HUB_TOML, overrides)

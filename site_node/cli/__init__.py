@@ -1,0 +1,67 @@
+"""``site-node``: the site admin's command line.
+
+Commands live in one module per pipeline stage, each exposing ``register(app)``. Errors are
+translated to messages and exit codes in exactly one place, :func:`main`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import typer
+
+from common.errors import PlatformError
+from common.logging import configure_logging
+
+app = typer.Typer(
+    name="site-node",
+    help="Site node of the federated imaging platform: de-identify, harmonize, curate, publish, train.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register_all() -> None:
+    from site_node.cli import admin
+
+    admin.register(app)
+    for name in ("synth", "deid", "clinical", "publish", "training"):
+        try:
+            module = __import__(f"site_node.cli.{name}", fromlist=["register"])
+        except ModuleNotFoundError as exc:
+            # a stage module not present in this build; anything else is a real error
+            if exc.name != f"site_node.cli.{name}":
+                raise
+            continue
+        module.register(app)
+
+
+_register_all()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app, turning platform errors into a message and an exit code."""
+    configure_logging("WARNING")
+    try:
+        app(args=argv, standalone_mode=False)
+    except PlatformError as exc:
+        if "--json" in (argv if argv is not None else sys.argv):
+            typer.echo(json.dumps(exc.to_dict()), err=True)
+        else:
+            where = f" [{exc.field}]" if exc.field else ""
+            typer.echo(f"error{where}: {exc.public_message}", err=True)
+        raise SystemExit(exc.exit_code) from None
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        raise SystemExit(130) from None
+    except Exception as exc:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            raise SystemExit(exc.exit_code) from None
+        raise

@@ -1,0 +1,115 @@
+"""Creating and opening a site node's home folder.
+
+Layout::
+
+    <home>/site.toml        settings (no secrets unless the admin adds tokens)
+    <home>/phi/             mode 0700: site.key, reid.db (encrypted re-identification table)
+    <home>/export/          de-identified output only
+    <home>/quarantine/      inputs set aside, one JSON reason file beside each
+    <home>/site.db          site database (unless db_url points elsewhere)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.config import SITE_TOML, SiteSettings, load_site_settings
+from common.crypto import KEY_FILE_NAME, Pseudonymizer, load_key, write_key
+from common.errors import ConfigError
+from site_node.db import get_engine, upgrade_database
+
+log = logging.getLogger(__name__)
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def init_home(
+    home: Path, site_id: str, *, db_url: str | None = None, country: str | None = None,
+    floor_k: int = 10, mrn_system: str | None = None,
+) -> SiteSettings:
+    """Create a site node's home: folders, key, ``site.toml`` and the database schema.
+
+    Re-running on an existing home keeps its key and settings and only upgrades the schema.
+
+    Args:
+        home: the folder to create.
+        site_id: short lower-case identifier of the site.
+        db_url: SQLAlchemy URL of the site database (SQLite in the home by default).
+        country: ISO country code shown in the catalog.
+        floor_k: the site's small-cell suppression floor (at least 5).
+        mrn_system: FHIR identifier system of the hospital MRN.
+
+    Returns:
+        The loaded settings.
+    """
+    home = home.expanduser().resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    toml_path = home / SITE_TOML
+    if not toml_path.exists():
+        values: dict[str, object] = {"site_id": site_id, "floor_k": floor_k}
+        if db_url:
+            values["db_url"] = db_url
+        if country:
+            values["country"] = country
+        if mrn_system:
+            values["mrn_system"] = mrn_system
+        lines = ["# Site node settings; see README 'Site settings'."]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+        lines += ["", "[deid]", "# PS3.15 options; defaults: modified dates, patient characteristics,",
+                  "# device identity, clean descriptors.", "cleared_burned_in = []", "",
+                  "[approved_jobs]", "# template = \"sha256 of the job folder\" (see 'site-node job approve')", ""]
+        toml_path.write_text("\n".join(lines))
+    else:
+        existing = tomllib.loads(toml_path.read_text())
+        if existing.get("site_id", site_id) != site_id:
+            raise ConfigError("home already initialised for another site_id", field="site_id")
+    settings = load_site_settings(home)
+    for sub in (settings.export_dir, settings.quarantine_dir):
+        sub.mkdir(parents=True, exist_ok=True)
+    settings.phi_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(settings.phi_dir, 0o700)
+    if not (settings.phi_dir / KEY_FILE_NAME).exists():
+        write_key(settings.phi_dir)
+        log.info("created a new site key")
+    upgrade_database(settings.database_url)
+    return settings
+
+
+@dataclass
+class SiteContext:
+    """An opened site: settings, database engine and (lazily) the pseudonymizer."""
+
+    settings: SiteSettings
+
+    @property
+    def engine(self):  # type: ignore[no-untyped-def]
+        """The site database engine."""
+        return get_engine(self.settings.database_url)
+
+    def pseudonymizer(self) -> Pseudonymizer:
+        """Load the key and return the site's pseudonymizer (raises KeyFileError when unsafe)."""
+        return Pseudonymizer(load_key(self.settings.phi_dir / KEY_FILE_NAME))
+
+
+def open_site(home: Path | str | None = None, *, upgrade: bool = True) -> SiteContext:
+    """Open an initialised site home (``$SITE_NODE_HOME`` by default).
+
+    Raises:
+        ConfigError: the home is not initialised or its settings are invalid.
+    """
+    settings = load_site_settings(home)
+    if not (settings.home / SITE_TOML).exists():
+        raise ConfigError("site home is not initialised; run 'site-node init'", field="home")
+    if upgrade:
+        upgrade_database(settings.database_url)
+    return SiteContext(settings)
