@@ -63,6 +63,7 @@ def init_home(
             values["country"] = country
         if mrn_system:
             values["mrn_system"] = mrn_system
+        load_site_settings(home, **values)  # validate before anything is written
         lines = ["# Site node settings; see README 'Site settings'."]
         lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
         lines += ["", "[deid]", "# PS3.15 options; defaults: modified dates, patient characteristics,",
