@@ -1,0 +1,1 @@
+"""The local demo: the whole platform on embedded defaults (``make demo`` / ``python -m infra.demo``)."""
