@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -60,10 +59,76 @@ def runs(
     Console().print(table)
 
 
+def status(home: HomeOption = None, json_out: JsonOption = False) -> None:
+    """Key and permissions, database, counts, quarantine, last runs, approved jobs, ledger size."""
+    from site_node.status import site_status
+
+    report = site_status(open_site(home))
+    if json_out:
+        emit_json(report)
+    else:
+        _print_status(report)
+    if not report["healthy"]:
+        raise typer.Exit(1)
+
+
+def _print_status(report: dict) -> None:
+    console = Console()
+    ok = "[green]ok[/green]"
+    console.print(f"site [bold]{report['site_id']}[/bold] in {report['home']} (floor k={report['floor_k']})")
+    console.print(f"key: {ok if report['key']['ok'] else '[red]' + report['key']['problem']}")
+    console.print(f"database: {ok if report['database']['ok'] else '[red]' + report['database']['problem']}")
+    export = report["export"]
+    console.print("de-identified export: " + ", ".join(f"{k} {v}" for k, v in export.items()))
+    if report.get("omop_persons") is not None:
+        console.print(f"OMOP persons: {report['omop_persons']}")
+    quarantined = report.get("quarantined") or {}
+    console.print("quarantined: " + (", ".join(f"{k} {v}" for k, v in quarantined.items()) or "none"))
+    table = Table("command", "last run", "status")
+    for command, run in (report.get("last_runs") or {}).items():
+        table.add_row(command, (run or {}).get("started_at", "never")[:19], (run or {}).get("status", ""))
+    console.print(table)
+    console.print("approved job templates: " + (", ".join(report["approved_jobs"]) or "none"))
+    ledger = report.get("ledger") or {}
+    console.print(f"outbound ledger: {ledger.get('entries', 0)} payloads, {ledger.get('bytes', 0)} bytes")
+
+
+def _admin_token(site) -> str:  # type: ignore[no-untyped-def]
+    """The configured admin token, or one generated once and kept in phi/admin.token (0600)."""
+    import os
+    import secrets
+
+    if site.settings.admin_token is not None:
+        return site.settings.admin_token.get_secret_value()
+    path = site.settings.phi_dir / "admin.token"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+def serve(
+    home: HomeOption = None,
+    host: Annotated[str, typer.Option("--host", help="Bind address (keep it on loopback).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8090,
+) -> None:
+    """Serve the site admin API (status, quarantine, audit, ledger, approved jobs) with a bearer token."""
+    import uvicorn
+
+    from site_node.api.app import create_app
+
+    site = open_site(home)
+    token = _admin_token(site)
+    where = "SITE_NODE_ADMIN_TOKEN" if site.settings.admin_token else str(site.settings.phi_dir / "admin.token")
+    typer.echo(f"site admin API on http://{host}:{port} (token in {where})", err=True)
+    uvicorn.run(create_app(site, token), host=host, port=port, log_level="warning")
+
+
 def register(app: typer.Typer) -> None:
     """Attach the admin commands to ``app``."""
     app.command("init")(init)
+    app.command("status")(status)
     app.command("runs")(runs)
+    app.command("serve")(serve)
 
-
-__all__ = ["register", "Path"]

@@ -1,0 +1,1 @@
+"""The site admin API (``site-node serve``): loopback only, bearer-token protected, read-only."""

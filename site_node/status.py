@@ -1,0 +1,94 @@
+"""``site-node status``: what a site admin checks first — key, database, counts, last runs, ledger."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, inspect, select, text
+
+from common.crypto import KEY_FILE_NAME, load_key
+from common.errors import PlatformError
+from site_node.db import ingest_journal, outbound_ledger, run_audit, withdrawal
+from site_node.home import SiteContext
+
+log = logging.getLogger(__name__)
+
+_TRACKED_COMMANDS = ("deid", "fhir", "csv", "curate", "publish", "withdraw")
+
+
+def _key_status(site: SiteContext) -> dict[str, Any]:
+    path = site.settings.phi_dir / KEY_FILE_NAME
+    try:
+        load_key(path)
+    except PlatformError as exc:
+        return {"ok": False, "problem": exc.public_message}
+    phi_mode = site.settings.phi_dir.stat().st_mode & 0o777
+    if phi_mode & 0o077:
+        return {"ok": False, "problem": "phi/ folder is accessible by group or others; chmod 700 it"}
+    return {"ok": True, "problem": None}
+
+
+def _export_counts(export: Path) -> dict[str, int]:
+    root = export / "dicom"
+    counts = {"patients": 0, "studies": 0, "series": 0, "instances": 0}
+    if not root.is_dir():
+        return counts
+    for patient in (p for p in root.iterdir() if p.is_dir()):
+        counts["patients"] += 1
+        for study in (s for s in patient.iterdir() if s.is_dir()):
+            counts["studies"] += 1
+            for series in (r for r in study.iterdir() if r.is_dir()):
+                counts["series"] += 1
+                counts["instances"] += sum(1 for f in series.iterdir() if f.suffix == ".dcm")
+    return counts
+
+
+def _last_runs(conn: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for command in _TRACKED_COMMANDS:
+        row = conn.execute(
+            select(run_audit.c.started_at, run_audit.c.ended_at, run_audit.c.status)
+            .where(run_audit.c.command == command).order_by(run_audit.c.started_at.desc()).limit(1)
+        ).first()
+        out[command] = None if row is None else {
+            "started_at": str(row.started_at), "ended_at": str(row.ended_at) if row.ended_at else None,
+            "status": row.status,
+        }
+    return out
+
+
+def _omop_persons(conn: Any) -> int | None:
+    if not inspect(conn).has_table("person"):
+        return None
+    return int(conn.execute(text("SELECT COUNT(*) FROM person")).scalar_one())
+
+
+def site_status(site: SiteContext) -> dict[str, Any]:
+    """Collect the node's status; never raises for an unhealthy part, reports it instead."""
+    settings = site.settings
+    status: dict[str, Any] = {
+        "site_id": settings.site_id, "home": str(settings.home), "floor_k": settings.floor_k,
+        "key": _key_status(site), "approved_jobs": sorted(settings.approved_jobs),
+        "export": _export_counts(settings.export_dir),
+    }
+    try:
+        with site.engine.connect() as conn:
+            quarantined = conn.execute(
+                select(ingest_journal.c.reason, func.count()).where(ingest_journal.c.outcome == "quarantined")
+                .group_by(ingest_journal.c.reason)
+            ).all()
+            ledger = conn.execute(select(func.count(), func.coalesce(func.sum(outbound_ledger.c.size_bytes), 0))
+                                  ).one()
+            status["database"] = {"ok": True, "problem": None}
+            status["quarantined"] = {reason or "unknown": int(n) for reason, n in quarantined}
+            status["last_runs"] = _last_runs(conn)
+            status["ledger"] = {"entries": int(ledger[0]), "bytes": int(ledger[1])}
+            status["withdrawn_patients"] = int(conn.execute(select(func.count()).select_from(withdrawal)).scalar_one())
+            status["omop_persons"] = _omop_persons(conn)
+    except Exception as exc:  # a broken database is a status to report, not a crash
+        log.warning("database check failed: %s", type(exc).__name__)
+        status["database"] = {"ok": False, "problem": f"database unreachable ({type(exc).__name__})"}
+    status["healthy"] = bool(status["key"]["ok"] and status["database"]["ok"])
+    return status
