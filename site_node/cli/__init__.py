@@ -45,7 +45,9 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning platform errors into a message and an exit code."""
     configure_logging("WARNING")
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code != 0:  # click returns typer.Exit codes when not standalone
+            raise SystemExit(code)
     except PlatformError as exc:
         if "--json" in (argv if argv is not None else sys.argv):
             typer.echo(json.dumps(exc.to_dict()), err=True)
