@@ -18,6 +18,7 @@ from sqlalchemy import (
     DateTime,
     Engine,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -76,6 +77,8 @@ outbound_ledger = Table(
     Column("round", Integer),
     Column("status", String(16), nullable=False),  # sent | failed | dry_run
     Column("note", Text),
+    # a copy of the exact bytes, so the admin can show what left (not kept above ARCHIVE_MAX_BYTES)
+    Column("payload", LargeBinary),
 )
 
 #: Patients withdrawn from the study (by pseudonym); honoured by every later stage.

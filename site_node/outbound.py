@@ -22,6 +22,9 @@ from site_node.db import outbound_ledger, utcnow
 
 log = logging.getLogger(__name__)
 
+#: Payloads up to this size are archived verbatim in the ledger; larger ones keep hash and size only.
+ARCHIVE_MAX_BYTES = 16 * 1024 * 1024
+
 
 @dataclass(frozen=True)
 class OutboundReceipt:
@@ -43,6 +46,7 @@ def record_outbound(
         conn.execute(insert(outbound_ledger).values(
             sent_at=utcnow(), destination=destination, kind=kind, sha256=receipt.sha256,
             size_bytes=receipt.size_bytes, job_id=job_id, round=round_, status=status, note=note,
+            payload=payload if len(payload) <= ARCHIVE_MAX_BYTES else None,
         ))
     log.info("outbound %s to %s: %d bytes sha256=%s (%s)", kind, destination, receipt.size_bytes,
              receipt.sha256[:16], status)
@@ -101,7 +105,15 @@ def _error_detail(response: httpx.Response) -> str:
 
 
 def list_ledger(engine: Engine, limit: int = 1000) -> list[dict[str, Any]]:
-    """Ledger rows, oldest first."""
+    """Ledger rows, oldest first, without the archived payload bytes."""
+    columns = [c for c in outbound_ledger.c if c.name != "payload"]
     with engine.connect() as conn:
-        rows = conn.execute(select(outbound_ledger).order_by(outbound_ledger.c.id).limit(limit))
+        rows = conn.execute(select(*columns).order_by(outbound_ledger.c.id).limit(limit))
         return [dict(r._mapping) for r in rows]
+
+
+def ledger_payloads(engine: Engine) -> list[tuple[int, str, bytes | None]]:
+    """``(id, kind, archived bytes or None)`` of every ledger entry, for audits and PHI scans."""
+    query = select(outbound_ledger.c.id, outbound_ledger.c.kind, outbound_ledger.c.payload)
+    with engine.connect() as conn:
+        return [(int(r.id), r.kind, r.payload) for r in conn.execute(query.order_by(outbound_ledger.c.id))]
