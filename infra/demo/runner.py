@@ -19,7 +19,7 @@ from typing import Any
 
 from rich.console import Console
 
-console = Console(highlight=False)
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 BIN = Path(sys.executable).parent
 
 
