@@ -1,0 +1,304 @@
+"""FHIR R4 ingest: find files, fan parsing/validation/mapping out to worker processes, write once.
+
+Files are handled Patients first, then Encounters, then everything else, so references resolve.
+Each chunk of resources is one transaction; a file is journalled (``ingest_journal``, stage
+``fhir``) once all its chunks are written, and its content hash makes a rerun skip it. Inside a
+file, per-resource content hashes (``clinical_source``) make a resumed run skip what was written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from common.crypto import sha256_hex
+from common.errors import InputError
+from site_node.clinical.fhir.base import PatientInfo
+from site_node.clinical.fhir.worker import (
+    ChunkResult,
+    FhirWorker,
+    Quarantined,
+    Task,
+    init_worker,
+    priority,
+    run_task,
+)
+from site_node.clinical.fhir.writer import OmopWriter
+from site_node.db import ingest_journal, utcnow
+from site_node.home import SiteContext
+
+log = logging.getLogger(__name__)
+CHUNK_LINES = 500
+_TYPE_RE = re.compile(rb'"resourceType"\s*:\s*"([A-Za-z]+)"')
+_SUFFIXES = (".ndjson", ".json")
+
+
+@dataclass
+class SourceFile:
+    """One input file, with what ordering and journalling need."""
+
+    path: Path
+    name: str
+    kind: str  # ndjson | json
+    resource_type: str | None
+    sha256: str = ""
+
+
+@dataclass
+class IngestSummary:
+    """What a run did (counts only; codes are vocabulary codes, never patient data)."""
+
+    files: int = 0
+    files_skipped: int = 0
+    resources_read: int = 0
+    unchanged: int = 0
+    replaced: int = 0
+    persons: int = 0
+    rows: Counter[str] = field(default_factory=Counter)
+    not_mapped_types: Counter[str] = field(default_factory=Counter)
+    unmapped_codes: Counter[str] = field(default_factory=Counter)
+    quarantined: Counter[str] = field(default_factory=Counter)
+    quarantined_fields: Counter[str] = field(default_factory=Counter)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        vocab = Counter({k.split("|", 1)[0]: 0 for k in self.unmapped_codes})
+        for key, count in self.unmapped_codes.items():
+            vocab[key.split("|", 1)[0]] += count
+        return {
+            "files": self.files,
+            "files_skipped": self.files_skipped,
+            "resources_read": self.resources_read,
+            "unchanged": self.unchanged,
+            "replaced": self.replaced,
+            "persons": self.persons,
+            "rows": dict(self.rows),
+            "not_mapped_types": dict(self.not_mapped_types),
+            "unmapped": {
+                "total": sum(self.unmapped_codes.values()),
+                "by_vocabulary": dict(vocab),
+                "top_codes": dict(self.unmapped_codes.most_common(20)),
+            },
+            "quarantined": {
+                "total": sum(self.quarantined.values()),
+                "by_reason": dict(self.quarantined),
+                "by_field": dict(self.quarantined_fields.most_common(20)),
+            },
+        }
+
+
+def discover(sources: Iterable[Path]) -> list[SourceFile]:
+    """The FHIR files under ``sources`` (files or folders), Patients first, then Encounters.
+
+    Raises:
+        InputError: a source does not exist.
+    """
+    found: list[SourceFile] = []
+    for src in sources:
+        src = Path(src)
+        if not src.exists():
+            raise InputError("FHIR source not found", field="SRC")
+        paths = sorted(p for p in src.rglob("*") if p.is_file()) if src.is_dir() else [src]
+        for path in paths:
+            if not path.name.lower().endswith(_SUFFIXES):
+                continue
+            kind = "ndjson" if path.name.lower().endswith(".ndjson") else "json"
+            name = str(path.relative_to(src)) if src.is_dir() else path.name
+            found.append(SourceFile(path, name, kind, _first_type(path) if kind == "ndjson" else None))
+    found.sort(key=lambda f: (f.kind != "ndjson", priority(f.resource_type), f.name))
+    return found
+
+
+def _first_type(path: Path) -> str | None:
+    with path.open("rb") as handle:
+        match = _TYPE_RE.search(handle.readline(65536))
+    return match.group(1).decode() if match else None
+
+
+def _tasks(files: list[SourceFile]) -> Iterator[Task]:
+    for index, src in enumerate(files):
+        data = src.path.read_bytes()
+        if src.kind == "json":
+            yield Task(index, 0, True, document=data)
+            continue
+        lines = data.split(b"\n")
+        chunks = [lines[i : i + CHUNK_LINES] for i in range(0, len(lines), CHUNK_LINES)] or [[]]
+        for n, chunk in enumerate(chunks):
+            numbered = [(n * CHUNK_LINES + i + 1, raw) for i, raw in enumerate(chunk)]
+            yield Task(index, n, n == len(chunks) - 1, lines=numbered)
+
+
+def _ordered(
+    submit: Callable[[Task], Future[ChunkResult]], tasks: Iterator[Task], window: int
+) -> Iterator[ChunkResult]:
+    pending: deque[Future[ChunkResult]] = deque()
+    for task in tasks:
+        pending.append(submit(task))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+class _Inline:
+    """Single-process stand-in for the pool."""
+
+    def __init__(self, worker: FhirWorker) -> None:
+        self.worker = worker
+
+    def submit(self, task: Task) -> Future[ChunkResult]:
+        future: Future[ChunkResult] = Future()
+        future.set_result(self.worker.run(task))
+        return future
+
+
+def worker_count(requested: int | None, configured: int = 0) -> int:
+    """Workers to use: the argument, else the site setting, else all cores."""
+    return max(1, requested or configured or os.cpu_count() or 1)
+
+
+class _Quarantine:
+    """Writes set-aside records under ``<home>/quarantine/fhir`` with a reasons file beside each."""
+
+    def __init__(self, folder: Path, run_id: str) -> None:
+        self.folder = folder / "fhir" / run_id
+
+    def add(self, src: SourceFile, items: list[Quarantined]) -> None:
+        if not items:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        stem = re.sub(r"[^A-Za-z0-9._-]", "_", src.name)
+        with (self.folder / f"{stem}.ndjson").open("ab") as handle:
+            for item in items:
+                handle.write(item.raw.replace(b"\n", b" ") + b"\n")
+        with (self.folder / f"{stem}.reasons.ndjson").open("a") as handle:
+            for item in items:
+                handle.write(
+                    json.dumps({"position": item.position, "reason": item.reason, "field": item.field}) + "\n"
+                )
+
+
+def _record_reid(site: SiteContext, pz: Any, patients: list[PatientInfo]) -> None:
+    """Record new patients in the encrypted re-identification table when the DICOM stage provides it."""
+    if not patients:
+        return
+    try:
+        from site_node.reid import ReidTable
+    except ImportError:  # the DICOM stage is not installed in this build
+        log.debug("re-identification table not available; %d patients not recorded", len(patients))
+        return
+    ReidTable(site.settings, pz).record_many(
+        (info.pseudonym, "patient", {"PatientID": info.mrn}) for info in patients
+    )
+
+
+def ingest_fhir(
+    site: SiteContext, sources: list[Path], *, workers: int | None = None, run_id: str = "run"
+) -> IngestSummary:
+    """Ingest FHIR R4 files (bulk-export ndjson, Bundles, single resources) into the OMOP tables.
+
+    Args:
+        site: the opened site.
+        sources: files or folders.
+        workers: worker processes (1 = in-process); default: the site's max_workers or all cores.
+        run_id: the audit run id (names the quarantine folder).
+
+    Returns:
+        The run summary.
+    """
+    pz = site.pseudonymizer()
+    engine = site.engine
+    summary = IngestSummary()
+    files = discover(sources)
+    with engine.connect() as conn:
+        done = set(
+            conn.execute(
+                select(ingest_journal.c.content_sha256).where(ingest_journal.c.stage == "fhir")
+            ).scalars()
+        )
+    todo = []
+    for src in files:
+        src.sha256 = sha256_hex(src.path.read_bytes())
+        if src.sha256 in done:
+            summary.files_skipped += 1
+        else:
+            todo.append(src)
+    summary.files = len(todo)
+    writer = OmopWriter(engine, pz, "fhir")
+    quarantine = _Quarantine(site.settings.quarantine_dir, run_id)
+    count = worker_count(workers, site.settings.max_workers)
+    init_args = (pz._key, site.settings.database_url, site.settings.mrn_system, writer.known_hashes())
+    if count == 1 or len(todo) == 0:
+        _drain(site, pz, todo, _Inline(FhirWorker(*init_args)).submit, 2, writer, quarantine, summary)
+    else:
+        with ProcessPoolExecutor(count, initializer=init_worker, initargs=init_args) as pool:
+            _drain(site, pz, todo, lambda t: pool.submit(run_task, t), count * 3, writer, quarantine, summary)
+    summary.persons = writer.finish()
+    return summary
+
+
+def _drain(
+    site: SiteContext,
+    pz: Any,
+    files: list[SourceFile],
+    submit: Callable[[Task], Future[ChunkResult]],
+    window: int,
+    writer: OmopWriter,
+    quarantine: _Quarantine,
+    summary: IngestSummary,
+) -> None:
+    unresolved_in_file: Counter[int] = Counter()
+    for result in _ordered(submit, _tasks(files), window):
+        src = files[result.file_index]
+        summary.resources_read += result.read
+        summary.unchanged += result.unchanged
+        summary.not_mapped_types.update(result.skipped)
+        outcome = writer.write(result.mapped)
+        summary.unchanged += outcome.unchanged
+        summary.replaced += outcome.replaced
+        summary.rows.update(outcome.rows)
+        written = {id(m) for m in result.mapped} - {id(m) for m in outcome.unresolved}
+        for item in result.mapped:
+            if id(item) in written:
+                summary.unmapped_codes.update(f"{v}|{c}" for v, c in item.unmapped)
+        unresolved = [
+            Quarantined(0, "unknown_patient", f"{m.resource_type}.subject") for m in outcome.unresolved
+        ]
+        unresolved_in_file[result.file_index] += len(unresolved)
+        for bad in result.quarantined + unresolved:
+            summary.quarantined[bad.reason] += 1
+            if bad.field:
+                summary.quarantined_fields[bad.field] += 1
+        quarantine.add(src, result.quarantined)
+        _record_reid(site, pz, outcome.new_patients)
+        if result.last and not unresolved_in_file[result.file_index]:
+            _journal(site, pz, src)
+
+
+def _journal(site: SiteContext, pz: Any, src: SourceFile) -> None:
+    """Mark a file done (files with resources whose patient is unknown stay open for a rerun).
+
+    The file name is stored as a keyed pseudonym: export file names can carry patient names.
+    """
+    with site.engine.begin() as conn:
+        conn.execute(
+            ingest_journal.insert().values(
+                stage="fhir",
+                content_sha256=src.sha256,
+                source_name=pz.pseudonym("other", f"file:{src.name}"),
+                outcome="written",
+                reason=None,
+                detail=None,
+                processed_at=utcnow(),
+            )
+        )

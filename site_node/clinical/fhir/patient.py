@@ -1,0 +1,108 @@
+"""Patient -> PERSON (+ DEATH). The MRN picks the patient pseudonym, person_id and date offset."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from common.errors import InputError
+from site_node.clinical.fhir.base import EHR, MapContext, Mapped, PatientInfo, patient_ref_key, to_datetime
+
+_RACE_URL = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
+_ETHNICITY_URL = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity"
+_MR = "MR"
+
+
+def find_mrn(patient: Any, mrn_system: str | None) -> str | None:
+    """The MRN: the identifier of the configured system, else the one whose type is MR (v2-0203)."""
+    identifiers = patient.identifier or []
+    if mrn_system:
+        for ident in identifiers:
+            if ident.system == mrn_system and ident.value:
+                return str(ident.value).strip()
+    for ident in identifiers:
+        codings = (ident.type.coding or []) if ident.type is not None else []
+        if any(c.code == _MR for c in codings) and ident.value:
+            return str(ident.value).strip()
+    return None
+
+
+def _omb_code(patient: Any, url: str) -> str | None:
+    for ext in patient.extension or []:
+        if ext.url != url:
+            continue
+        for sub in ext.extension or []:
+            if sub.url == "ombCategory" and sub.valueCoding is not None and sub.valueCoding.code:
+                return str(sub.valueCoding.code)
+    return None
+
+
+def _shift(value: dt.datetime | None, days: int) -> dt.datetime | None:
+    return value + dt.timedelta(days=days) if value is not None else None
+
+
+def map_patient(patient: Any, ctx: MapContext, out: Mapped) -> None:
+    """Fill ``out`` with the PERSON (and DEATH) rows of a Patient; dates are shifted here.
+
+    Raises:
+        InputError: no MRN (field ``Patient.identifier``) or no birth date (``Patient.birthDate``).
+    """
+    mrn = find_mrn(patient, ctx.mrn_system)
+    if not mrn:
+        raise InputError("patient has no MRN identifier", field="Patient.identifier")
+    born = to_datetime(patient.birthDate)
+    if born is None:
+        raise InputError("patient has no birth date", field="Patient.birthDate")
+    pz = ctx.pz
+    offset = pz.date_offset(mrn)
+    person_id = pz.integer_id("patient", mrn)
+    pseudonym = pz.patient(mrn)
+    birth = _shift(born, offset)
+    assert birth is not None
+    gender = ctx.code_of("FHIR Gender", patient.gender)
+    race_code = _omb_code(patient, _RACE_URL)
+    ethnicity_code = _omb_code(patient, _ETHNICITY_URL)
+    race = ctx.code_of("CDC Race", race_code)
+    ethnicity = ctx.code_of("CDC Race", ethnicity_code)
+    out.rows.append(
+        (
+            "person",
+            {
+                "person_id": person_id,
+                "gender_concept_id": gender.concept_id,
+                "year_of_birth": birth.year,
+                "month_of_birth": birth.month,
+                "day_of_birth": birth.day,
+                "birth_datetime": birth,
+                "race_concept_id": race.concept_id,
+                "ethnicity_concept_id": ethnicity.concept_id,
+                "person_source_value": pseudonym,
+                "gender_source_value": patient.gender,
+                "gender_source_concept_id": 0,
+                "race_source_value": race_code,
+                "race_source_concept_id": 0,
+                "ethnicity_source_value": ethnicity_code,
+                "ethnicity_source_concept_id": 0,
+            },
+        )
+    )
+    died = _shift(to_datetime(patient.deceasedDateTime), offset)
+    if died is not None:
+        out.rows.append(
+            (
+                "death",
+                {
+                    "person_id": person_id,
+                    "death_date": died.date(),
+                    "death_datetime": died,
+                    "death_type_concept_id": EHR,
+                    "cause_concept_id": 0,
+                },
+            )
+        )
+    ref = f"Patient/{patient.id}" if patient.id else None
+    key = patient_ref_key(pz, ref) if ref else patient_ref_key(pz, f"mrn:{mrn}")
+    out.patient = PatientInfo(patient_key=key, mrn=mrn, person_id=person_id, pseudonym=pseudonym)
+    out.patient_key = key
+    out.dates_shifted = True
+    out.upsert = True

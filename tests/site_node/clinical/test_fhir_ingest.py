@@ -1,0 +1,195 @@
+"""FHIR ingest on small hand-made inputs: bad input, bundles, changes, pseudonyms, dates, splitting."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+from sqlalchemy import select
+
+from common.crypto import Pseudonymizer, load_key
+from site_node.cli import main
+from site_node.clinical.fhir.ingest import ingest_fhir
+from site_node.clinical.omop.schema import cdm_table
+from site_node.home import open_site
+from tests.site_node.clinical.conftest import observation, patient, write_ndjson
+
+
+def _pz(home: Path) -> Pseudonymizer:
+    return Pseudonymizer(load_key(home / "phi" / "site.key"))
+
+
+def _rows(home: Path, table: str) -> list[dict]:
+    site = open_site(home, upgrade=False)
+    with site.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(select(cdm_table(table)))]
+
+
+def test_pseudonyms_dates_and_blood_pressure_split(clinical_home: Path) -> None:
+    src = clinical_home.parent / "in"
+    bp = observation("bp1", "p1", "85354-9", 0, "mm[Hg]")
+    del bp["valueQuantity"]
+    bp["component"] = [
+        {
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+            "valueQuantity": {
+                "value": 128,
+                "unit": "mm[Hg]",
+                "system": "http://unitsofmeasure.org",
+                "code": "mm[Hg]",
+            },
+        },
+        {
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8462-4"}]},
+            "valueQuantity": {
+                "value": 81,
+                "unit": "mm[Hg]",
+                "system": "http://unitsofmeasure.org",
+                "code": "mm[Hg]",
+            },
+        },
+    ]
+    glucose = observation("g1", "p1", "2339-0", 101.0, "mg/dL", note=[{"text": "Quintessa said hello"}])
+    write_ndjson(src / "Patient.ndjson", [patient("p1", "MRN-0001")])
+    write_ndjson(src / "Observation.ndjson", [bp, glucose])
+    summary = ingest_fhir(open_site(clinical_home), [src], workers=1)
+    pz = _pz(clinical_home)
+    person = _rows(clinical_home, "person")[0]
+    assert person["person_id"] == pz.integer_id("patient", "MRN-0001")
+    assert person["person_source_value"] == pz.patient("MRN-0001")
+    shifted_birth = dt.date(1960, 4, 2) + dt.timedelta(days=pz.date_offset("MRN-0001"))
+    assert (person["year_of_birth"], person["month_of_birth"], person["day_of_birth"]) == (
+        shifted_birth.year,
+        shifted_birth.month,
+        shifted_birth.day,
+    )
+    rows = sorted(_rows(clinical_home, "measurement"), key=lambda r: r["measurement_concept_id"])
+    assert summary.rows["measurement"] == 3
+    assert [r["measurement_concept_id"] for r in rows] == [3000483, 3004249, 3012888]
+    assert [r["value_as_number"] for r in rows] == [101.0, 128.0, 81.0]
+    expected_day = dt.date(2021, 3, 4) + dt.timedelta(days=pz.date_offset("MRN-0001"))
+    assert {r["measurement_date"] for r in rows} == {expected_day}
+    assert all(r["person_id"] == person["person_id"] for r in rows)
+
+
+def test_bad_input_is_quarantined_and_the_run_goes_on(sqlite_home: Path) -> None:
+    src = sqlite_home.parent / "in"
+    good = patient("p1", "MRN-1")
+    invalid = observation("o-bad", "p1", "2339-0", 1.0, "mg/dL")
+    invalid["effectiveDateTime"] = "not-a-date SECRETVALUE"
+    lines = [
+        json.dumps(good),
+        "{not json",
+        json.dumps({"resourceType": "Spaceship", "id": "x"}),
+        json.dumps(invalid),
+        json.dumps(observation("o-ok", "p1", "2339-0", 5.0, "mg/dL")),
+        json.dumps(observation("o-orphan", "nobody", "2339-0", 5.0, "mg/dL")),
+    ]
+    (src).mkdir()
+    (src / "mixed.ndjson").write_text("\n".join(lines) + "\n")
+    summary = ingest_fhir(open_site(sqlite_home), [src], workers=1)
+    assert summary.rows["person"] == 1 and summary.rows["measurement"] == 1
+    assert summary.quarantined["malformed_json"] == 1
+    assert summary.quarantined["unknown_resource_type"] == 1
+    assert summary.quarantined["validation_failed"] == 1
+    assert summary.quarantined["unknown_patient"] == 1
+    assert summary.quarantined_fields["Observation.effectiveDateTime"] == 1
+    reasons = "".join(p.read_text() for p in (sqlite_home / "quarantine").rglob("*.reasons.ndjson"))
+    assert "Observation.effectiveDateTime" in reasons and "SECRETVALUE" not in reasons
+
+
+def test_bundle_with_a_bad_entry_among_good_ones(sqlite_home: Path) -> None:
+    bad = {
+        "resourceType": "Condition",
+        "id": "c-bad",
+        "subject": {"reference": "urn:uuid:pp"},
+        "onsetDateTime": "yesterday",
+    }
+    good = {
+        "resourceType": "Condition",
+        "id": "c-ok",
+        "subject": {"reference": "urn:uuid:pp"},
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "44054006"}]},
+        "onsetDateTime": "2019-02-03",
+    }
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"fullUrl": "urn:uuid:c-ok", "resource": good, "request": {"method": "POST", "url": "Condition"}},
+            {"fullUrl": "urn:uuid:c-bad", "resource": bad, "request": {"method": "POST", "url": "Condition"}},
+            {
+                "fullUrl": "urn:uuid:pp",
+                "resource": patient("pp", "MRN-B"),
+                "request": {"method": "POST", "url": "Patient"},
+            },
+            {"fullUrl": "urn:uuid:z", "resource": {"resourceType": "Nonsense"}},
+        ],
+    }
+    path = sqlite_home.parent / "bundle.json"
+    path.write_text(json.dumps(bundle))
+    summary = ingest_fhir(open_site(sqlite_home), [path], workers=1)
+    assert summary.rows["person"] == 1 and summary.rows["condition_occurrence"] == 1
+    assert summary.quarantined["validation_failed"] == 1 and summary.quarantined["unknown_resource_type"] == 1
+    condition = _rows(sqlite_home, "condition_occurrence")[0]
+    assert condition["condition_concept_id"] == 201826
+
+
+def test_changed_resource_replaces_its_rows(sqlite_home: Path) -> None:
+    site = open_site(sqlite_home)
+    src = sqlite_home.parent / "v1"
+    write_ndjson(src / "Patient.ndjson", [patient("p1", "MRN-1")])
+    write_ndjson(src / "Observation.ndjson", [observation("o1", "p1", "2339-0", 5.0, "mg/dL")])
+    ingest_fhir(site, [src], workers=1)
+    v2 = sqlite_home.parent / "v2"
+    write_ndjson(v2 / "Observation.ndjson", [observation("o1", "p1", "4548-4", 6.5, "%")])
+    summary = ingest_fhir(site, [v2], workers=1)
+    assert summary.replaced == 1
+    rows = _rows(sqlite_home, "measurement")
+    assert [(r["measurement_concept_id"], r["value_as_number"]) for r in rows] == [(3004410, 6.5)]
+
+
+def test_cli_fhir_json_and_report(sqlite_home: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    src = sqlite_home.parent / "in"
+    write_ndjson(src / "Patient.ndjson", [patient("p1", "MRN-1", deceased="2020-01-01")])
+    write_ndjson(src / "Observation.ndjson", [observation("o1", "p1", "2339-0", 5.0, "mg/dL")])
+    main(["fhir", str(src), "--home", str(sqlite_home), "--json", "--workers", "1"])
+    out = json.loads(capsys.readouterr().out)
+    assert out["rows"] == {"person": 1, "death": 1, "measurement": 1}
+    main(["omop", "report", "--home", str(sqlite_home), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["tables"]["measurement"]["date_anomalies"] == {"measurement_date:after_death": 1}
+    assert report["totals"]["fk_violations"] == 0 and report["totals"]["required_violations"] == 0
+    assert report["persons_without_observation_period"] == 0
+
+
+def test_kill_mid_file_loses_nothing_on_rerun(sqlite_home: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from site_node.clinical.fhir import ingest as ingest_module
+    from site_node.clinical.fhir.writer import OmopWriter
+
+    src = sqlite_home.parent / "in"
+    write_ndjson(src / "Patient.ndjson", [patient(f"p{i}", f"MRN-{i}") for i in range(6)])
+    write_ndjson(
+        src / "Observation.ndjson",
+        [observation(f"o{i}", f"p{i % 6}", "2339-0", float(i), "mg/dL") for i in range(12)],
+    )
+    monkeypatch.setattr(ingest_module, "CHUNK_LINES", 4)
+    real_write, calls = OmopWriter.write, {"n": 0}
+
+    def dying_write(self, mapped):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 4:  # patients and the first observations are committed, then the process "dies"
+            raise KeyboardInterrupt
+        return real_write(self, mapped)
+
+    monkeypatch.setattr(OmopWriter, "write", dying_write)
+    with pytest.raises(KeyboardInterrupt):
+        ingest_fhir(open_site(sqlite_home), [src], workers=1)
+    assert 0 < len(_rows(sqlite_home, "measurement")) < 12
+    monkeypatch.setattr(OmopWriter, "write", real_write)
+    summary = ingest_fhir(open_site(sqlite_home), [src], workers=1)
+    assert summary.files_skipped == 1 and summary.unchanged > 0
+    assert len(_rows(sqlite_home, "measurement")) == 12 and len(_rows(sqlite_home, "person")) == 6
