@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 from rich.table import Table
 
-from infra.demo.runner import Demo, console
+from infra.demo.runner import Demo, DemoError, console
 
 STYLES = "abc"
 
@@ -60,11 +64,90 @@ def site_pipeline(demo: Demo) -> None:
     console.print(table)
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_http(url: str, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise DemoError(f"{url} did not answer within {timeout:.0f} s")
+
+
+def start_hub(demo: Demo) -> None:
+    """Step 3a: hub on loopback (SQLite), sites registered, tokens issued."""
+    hub_home = demo.workdir / "hub"
+    port = _free_port()
+    env = {"HUB_HOME": str(hub_home),
+           "HUB_SIMULATOR_SITES": json.dumps({n: _home(demo, n) for n in demo.sites})}
+    demo.state["hub_env"] = env
+    demo.cli("central-hub", "init", env=env)
+    for name in demo.sites:
+        created = demo.cli("central-hub", "site", "add", name, "--country", "XX", "--json", env=env, json_out=True)
+        demo.state.setdefault("site_tokens", {})[name] = created["token"]
+    for role, holder in (("searcher", "sam-searcher"), ("researcher", "alice-researcher")):
+        created = demo.cli("central-hub", "token", "create", "--role", role, "--name", holder, "--json",
+                           env=env, json_out=True)
+        demo.state[f"{role}_token"] = created["token"]
+    demo.start("central-hub", "serve", "--port", str(port), log_name="hub", env=env)
+    url = f"http://127.0.0.1:{port}"
+    _wait_http(f"{url}/healthz")
+    demo.state["hub_url"] = url
+    console.print(f"hub serving on {url} (log: {demo.workdir / 'hub.log'}), {len(demo.sites)} sites registered")
+
+
+def publish_summaries(demo: Demo) -> None:
+    """Step 3b: each site publishes its suppressed cohort summary through its outbound ledger."""
+    table = Table("site", "bytes", "sha256", "status")
+    for name in demo.sites:
+        receipt = demo.cli("site-node", "publish", "--home", _home(demo, name), "--hub", demo.state["hub_url"],
+                           "--token", demo.state["site_tokens"][name], "--json", json_out=True)
+        table.add_row(name, str(receipt["size_bytes"]), receipt["sha256"][:16] + "…", receipt["status"])
+    console.print(table)
+
+
+def _count(cell: dict[str, Any]) -> str:
+    return str(cell.get("display", ""))
+
+
+def search_catalog(demo: Demo) -> None:
+    """Step 4: a searcher asks for CT collections, then narrows to a diagnosis; prints the tables."""
+    headers = {"Authorization": f"Bearer {demo.state['searcher_token']}"}
+    answer = httpx.get(f"{demo.state['hub_url']}/catalog/search", params={"modality": "CT"},
+                       headers=headers, timeout=30).json()
+    table = Table("site", "collection", "persons", "studies", "series", "instances",
+                  title=f"Catalog search: modality=CT ({answer['total_collections']} collections)")
+    for row in answer["results"]:
+        table.add_row(row["site"], row["description"] or row["key"], *(_count(row[k]) for k in
+                                                                       ("persons", "studies", "series", "instances")))
+    console.print(table)
+    totals = Table("site", "collections", "persons", "series", title="Totals per site (suppressed cells never summed)")
+    for site in answer["sites"]:
+        totals.add_row(site["site"], str(site["collections"]), _count(site["persons"]), _count(site["series"]))
+    console.print(totals)
+    facets = answer.get("facets", {})
+    for facet in ("condition", "sex", "age_band"):
+        values = ", ".join(f"{v['value']} ({_count(v['persons'])})" for v in facets.get(facet, []))
+        console.print(f"[bold]{facet}[/bold]: {values or '—'}")
+    console.print(f"web page: {demo.state['hub_url']}/ (searchers need a token: see README)")
+
+
 def plan(demo: Demo) -> list[tuple[str, Callable[[], None]]]:
     """The ordered steps of this build of the demo."""
     return [
         ("Generate synthetic hospitals", lambda: generate_hospitals(demo)),
         ("Site nodes: de-identify, FHIR/CSV to OMOP, imaging tables, curate", lambda: site_pipeline(demo)),
+        ("Hub on loopback: sites registered, tokens issued", lambda: start_hub(demo)),
+        ("Sites publish suppressed cohort summaries", lambda: publish_summaries(demo)),
+        ("Catalog search as a searcher", lambda: search_catalog(demo)),
     ]
 
 
