@@ -109,11 +109,12 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
 @lru_cache(maxsize=16)
 def get_engine(url: str) -> Engine:
     """An engine for the site database; SQLite gets foreign keys, WAL and a busy timeout."""
+    # hide_parameters: a database error must never print row values (they may be PHI) in a traceback
     if url.startswith("sqlite"):
-        engine = create_engine(url, future=True)
+        engine = create_engine(url, future=True, hide_parameters=True)
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
-        engine = create_engine(url, future=True, pool_pre_ping=True)
+        engine = create_engine(url, future=True, pool_pre_ping=True, hide_parameters=True)
     return engine
 
 

@@ -66,4 +66,24 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(exc, click.ClickException):
             exc.show()
             raise SystemExit(exc.exit_code) from None
-        raise
+        _report_crash(exc)
+        raise SystemExit(70) from None
+
+
+def _report_crash(exc: BaseException) -> None:
+    """An unexpected error: print its type and where it happened, never its message or values.
+
+    Exception messages (database errors, parser errors) can quote data, and data may be PHI, so the
+    full traceback is not printed. Set SITE_NODE_DEBUG=1 on a test system to see it.
+    """
+    import os
+    import traceback
+
+    if os.environ.get("SITE_NODE_DEBUG") == "1":
+        traceback.print_exception(exc)
+        return
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f"{frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else "unknown"
+    typer.echo(f"internal error: {type(exc).__name__} at {where} (details withheld: they may contain "
+               "patient data; rerun with SITE_NODE_DEBUG=1 on a test system). Nothing was lost: "
+               "completed work is journaled and a rerun resumes.", err=True)
