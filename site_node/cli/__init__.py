@@ -85,5 +85,5 @@ def _report_crash(exc: BaseException) -> None:
     frames = traceback.extract_tb(exc.__traceback__)
     where = f"{frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else "unknown"
     typer.echo(f"internal error: {type(exc).__name__} at {where} (details withheld: they may contain "
-               "patient data; rerun with SITE_NODE_DEBUG=1 on a test system). Nothing was lost: "
-               "completed work is journaled and a rerun resumes.", err=True)
+               "patient data; rerun with SITE_NODE_DEBUG=1 on a test system). Ingest commands are "
+               "journaled: rerunning resumes where this run stopped.", err=True)
