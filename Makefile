@@ -33,6 +33,7 @@ bench:
 	$(MAKE) EXTRAS=all,bench venv
 	$(BIN)/python benchmarks/deid_bench.py
 	$(BIN)/python benchmarks/fhir_bench.py
+	$(BIN)/python benchmarks/catalog_bench.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,0 +1,150 @@
+"""The hub's FastAPI application: routers, error translation (one place), payload limits.
+
+``create_app(settings)`` builds it; ``central-hub serve`` runs it under uvicorn. OpenAPI is served at
+``/docs`` and ``/openapi.json``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from common import __version__
+from common.config import HubSettings, load_hub_settings
+from common.errors import PlatformError
+
+log = logging.getLogger(__name__)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies over ``limit`` bytes with 413 (by Content-Length and while streaming)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            await _too_large(scope, receive, send, self.limit)
+            return
+        seen = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await _too_large(scope, receive, send, self.limit)
+
+
+async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+    body = {"error": "payload_too_large", "message": f"request body exceeds {limit} bytes"}
+    await JSONResponse(body, status_code=413)(scope, receive, send)
+
+
+def _validation_response(exc: RequestValidationError) -> JSONResponse:
+    errors = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+        errors.append(
+            {
+                "field": ".".join(loc) or "body",
+                "message": str(err.get("msg", ""))[:300],
+                "type": err.get("type"),
+            }
+        )
+    first = errors[0] if errors else {"field": "body", "message": "invalid request"}
+    body = {
+        "error": "invalid_input",
+        "message": f"{first['field']}: {first['message']}",
+        "field": first["field"],
+        "errors": errors[:20],
+    }
+    return JSONResponse(body, status_code=422)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(PlatformError)
+    async def platform_error(_request: Request, exc: PlatformError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
+        return JSONResponse(exc.to_dict(), status_code=exc.http_status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _validation_response(exc)
+
+
+def _optional_router(module: str) -> Any | None:
+    """``module.router`` when that module exists (e.g. the jobs package), else None."""
+    try:
+        return importlib.import_module(module).router
+    except ModuleNotFoundError as exc:
+        if exc.name and module.startswith(exc.name):
+            return None
+        raise
+
+
+def create_app(settings: HubSettings | None = None) -> FastAPI:
+    """Build the hub application for ``settings`` (``$HUB_HOME`` settings by default)."""
+    from central_hub.auth.routes import router as token_router
+    from central_hub.catalog.routes import router as catalog_router
+    from central_hub.status import router as status_router
+    from central_hub.web.routes import mount_static
+    from central_hub.web.routes import router as web_router
+
+    settings = settings or load_hub_settings()
+    app = FastAPI(
+        title="Federated imaging hub",
+        version=__version__,
+        description="Catalog of anonymised cohort summaries, tokens, audit and federated jobs.",
+    )
+    app.state.settings = settings
+    _install_error_handlers(app)
+    for router in (catalog_router, token_router, status_router, web_router):
+        app.include_router(router)
+    jobs_router = _optional_router("central_hub.jobs.routes")
+    if jobs_router is not None:
+        app.include_router(jobs_router)
+    mount_static(app)
+
+    @app.get("/healthz", tags=["meta"], summary="Liveness")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_payload_bytes)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (reads ``$HUB_HOME``)."""
+    from common.logging import configure_logging
+
+    configure_logging("INFO")
+    return create_app()

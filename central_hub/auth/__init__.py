@@ -1,0 +1,1 @@
+"""Hub authentication: random bearer tokens bound to a role, stored hashed, revocable."""

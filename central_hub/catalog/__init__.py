@@ -1,0 +1,1 @@
+"""The hub catalog: sites, their published collections and facet cells, and faceted search."""

@@ -1,0 +1,48 @@
+"""How stored counts are shown: suppressed cells as ``"<k"``, sums with suppressed parts as lower bounds.
+
+The functions build plain JSON-ready dicts in the shape of :class:`~central_hub.catalog.schemas.CountPublic`
+and :class:`~central_hub.catalog.schemas.CellPublic` (the search builds hundreds per answer; pydantic
+models would dominate its cost). The API documents and tests that shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from central_hub.catalog.models import BELOW_FLOOR, COMPLEMENTARY, SHOWN
+from common.schemas import MEASURES, SECONDARY
+
+Count = dict[str, Any]
+
+
+def _count(value: int | None, display: str, lower_bound: bool = False) -> Count:
+    return {"value": value, "display": display, "lower_bound": lower_bound}
+
+
+def cell_count(n: int | None, s: int, floor_k: int | None) -> Count:
+    """One stored cell -> its public form."""
+    if s == SHOWN:
+        return _count(n, str(n))
+    if s == BELOW_FLOOR:
+        return _count(None, f"<{floor_k or '?'}")
+    if s == COMPLEMENTARY:
+        return _count(None, SECONDARY)
+    return _count(None, "n/a")
+
+
+def summed_count(known: int | None, suppressed_parts: int, parts: int, unavailable_parts: int = 0) -> Count:
+    """A sum over cells: the known part, flagged as a lower bound when any part was suppressed.
+
+    A sum whose parts are all unavailable is ``n/a``. Suppressed parts are never turned into numbers.
+    """
+    known = int(known or 0)
+    if parts and unavailable_parts == parts:
+        return _count(None, "n/a")
+    if suppressed_parts or unavailable_parts:
+        return _count(known, f"≥ {known}", True)
+    return _count(known, str(known))
+
+
+def cell_public(row: object, floor_k: int | None) -> dict[str, Count]:
+    """A row with ``n_*`` / ``s_*`` attributes -> the four measures' public counts."""
+    return {m: cell_count(getattr(row, f"n_{m}"), getattr(row, f"s_{m}"), floor_k) for m in MEASURES}

@@ -1,0 +1,1 @@
+"""Cohort summaries for the hub catalog: counting from OMOP, small-cell suppression, publishing."""

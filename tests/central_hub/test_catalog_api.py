@@ -1,0 +1,169 @@
+"""Catalog API: publishing, replacement, defence in depth, faceted search, display of suppressed cells."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.central_hub.conftest import CT_CHEST, counts, make_summary
+
+
+def _search(client, tokens, role: str = "researcher", **params):  # type: ignore[no-untyped-def]
+    r = client.get("/catalog/search", params=params, headers=tokens.headers(role))
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_publish_then_search_returns_every_collection(client, published) -> None:
+    body = _search(client, published)
+    assert body["total_collections"] == 4
+    assert {(c["site"], c["key"]) for c in body["results"]} == {
+        ("site-a", "ct-chest"),
+        ("site-a", "mr-brain"),
+        ("site-b", "ct-chest"),
+        ("site-b", "pt-chest"),
+    }
+    sites = {s["site"]: s for s in body["sites"]}
+    assert sites["site-a"]["persons"] == {"value": 150, "display": "150", "lower_bound": False}
+    assert sites["site-a"]["collections"] == 2
+
+
+def test_suppressed_cells_are_shown_as_below_floor_and_never_summed(client, published) -> None:
+    body = _search(client, published, site="site-b")
+    sex = {v["value"]: v["persons"] for v in body["facets"]["sex"]}
+    # site-b: CT female 62 + PT female "<10" -> a lower bound, not a number
+    assert sex["female"] == {"value": 62, "display": "≥ 62", "lower_bound": True}
+    assert sex["male"]["display"] == "≥ 55"
+    assert sex["unknown"] == {"value": None, "display": "<10", "lower_bound": False}
+
+
+def test_filters_are_or_within_a_facet_and_and_across(client, published) -> None:
+    assert _search(client, published, modality=["CT"])["total_collections"] == 2
+    assert _search(client, published, modality=["CT", "MR"])["total_collections"] == 3
+    body = _search(client, published, modality=["CT", "MR"], country=["FR"])
+    assert [(c["site"], c["modality"]) for c in body["results"]] == [("site-b", "CT")]
+
+
+def test_facet_counts_follow_the_filter_and_stay_disjunctive(client, published) -> None:
+    everything = _search(client, published)
+    ct_only = _search(client, published, modality=["CT"])
+    modality = {v["value"]: v for v in ct_only["facets"]["modality"]}
+    assert set(modality) == {"CT", "MR", "PT"}  # other values of the filtered facet stay visible
+    assert modality["CT"]["selected"] and not modality["MR"]["selected"]
+    sex_all = {v["value"]: v["persons"]["display"] for v in everything["facets"]["sex"]}
+    sex_ct = {v["value"]: v["persons"]["display"] for v in ct_only["facets"]["sex"]}
+    assert sex_ct["female"] == "124" and sex_all["female"] != sex_ct["female"]
+
+
+def test_matched_cells_of_selected_breakdown_values(client, published) -> None:
+    body = _search(client, published, sex=["female"], modality=["MR"])
+    (coll,) = body["results"]
+    assert coll["matched"]["sex"]["female"]["persons"]["display"] == "18"
+
+
+def test_free_text_pagination_and_sorting(client, published) -> None:
+    assert _search(client, published, q="brain")["total_collections"] == 1
+    assert _search(client, published, q="100%_")["total_collections"] == 0
+    first = _search(client, published, page_size=3, sort="-persons")
+    second = _search(client, published, page_size=3, page=2, sort="-persons")
+    assert [c["persons"]["value"] for c in first["results"]] == [120, 120, 30]
+    assert len(second["results"]) == 1 and second["results"][0]["key"] == "pt-chest"
+    by_site = _search(client, published, sort="site")
+    assert [c["site"] for c in by_site["results"]][:2] == ["site-a", "site-a"]
+
+
+def test_republish_replaces_the_previous_summary(client, published) -> None:
+    only_ct = make_summary("site-a", collections=[CT_CHEST])
+    r = client.put("/summaries", json=only_ct, headers=published.headers("site_a"))
+    assert r.status_code == 200 and r.json()["collections"] == 1
+    body = _search(client, published, site="site-a")
+    assert [c["key"] for c in body["results"]] == ["ct-chest"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda s: s["collections"][0]["totals"].update(persons=3), "collections.0.totals.persons"),
+        (lambda s: s["collections"][0]["facets"]["sex"].update(other=counts(2)), "facets.sex"),
+        (lambda s: s["collections"][0].update(patient_ids=["x"]), "patient_ids"),
+        (lambda s: s.update(extra=1), "extra"),
+        (lambda s: s["collections"][0]["facets"].update(ethnicity={}), "ethnicity"),
+        (lambda s: s["collections"][0]["totals"].update(persons="<5"), "declared floor_k"),
+        (lambda s: s.update(floor_k=3), "floor_k"),
+    ],
+    ids=[
+        "below-floor",
+        "below-floor-facet",
+        "unknown-field",
+        "unknown-top-field",
+        "unknown-facet",
+        "wrong-marker",
+        "floor-too-low",
+    ],
+)
+def test_bad_summaries_are_refused_with_422_naming_the_field(client, tokens, mutate, field) -> None:
+    summary = make_summary("site-a")
+    mutate(summary)
+    r = client.put("/summaries", json=summary, headers=tokens.headers("site_a"))
+    assert r.status_code == 422
+    assert field in r.text
+    assert _search(client, tokens)["total_collections"] == 0  # nothing stored
+
+
+def test_hub_refuses_a_floor_below_the_sites_registered_floor(client, tokens) -> None:
+    r = client.post(
+        "/sites", json={"name": "strict", "country": "NL", "floor_k": 11}, headers=tokens.headers("hub_admin")
+    )
+    assert r.status_code == 201
+    token = r.json()["token"]
+    r = client.put(
+        "/summaries", json=make_summary("strict", k=10), headers={"Authorization": f"Bearer {token}"}
+    )
+    assert r.status_code == 422 and r.json()["field"] == "floor_k"
+    summary = json.loads(json.dumps(make_summary("strict", k=11)).replace('"<10"', '"<11"'))
+    summary["collections"][0]["facets"]["age_band"]["40-49"] = counts(10, 11, 11, 11)
+    r = client.put("/summaries", json=summary, headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 422 and "age_band" in r.json()["message"]
+    summary["collections"][0]["facets"]["age_band"]["40-49"] = counts(11)
+    r = client.put("/summaries", json=summary, headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200
+
+
+def test_malformed_and_oversized_payloads(client, tokens, hub_settings) -> None:
+    headers = {**tokens.headers("site_a"), "Content-Type": "application/json"}
+    r = client.put("/summaries", content=b"{not json", headers=headers)
+    assert r.status_code == 422
+    big = b'{"x": "' + b"a" * (hub_settings.max_payload_bytes + 10) + b'"}'
+    r = client.put("/summaries", content=big, headers=headers)
+    assert r.status_code == 413 and r.json()["error"] == "payload_too_large"
+
+
+def test_unknown_facet_in_search_is_422(client, tokens) -> None:
+    r = client.get("/catalog/search", params={"ethnicity": "x"}, headers=tokens.headers("searcher"))
+    assert r.status_code == 422 and r.json()["field"] == "ethnicity"
+    r = client.get("/catalog/search", params={"sort": "bogus"}, headers=tokens.headers("searcher"))
+    assert r.status_code == 422
+
+
+def test_site_detail_lists_every_cell(client, published) -> None:
+    r = client.get("/catalog/sites/site-a", headers=published.headers("researcher"))
+    assert r.status_code == 200
+    detail = r.json()
+    ct = next(c for c in detail["collections"] if c["key"] == "ct-chest")
+    assert ct["facets"]["sex"]["unknown"]["persons"]["display"] == "<10"
+    mr = next(c for c in detail["collections"] if c["key"] == "mr-brain")
+    assert mr["facets"]["age_band"]["30-39"]["persons"]["display"] == "suppressed"
+    assert client.get("/catalog/sites/nope", headers=published.headers("researcher")).status_code == 404
+
+
+def test_every_search_and_change_is_audited(client, published) -> None:
+    _search(client, published, role="searcher", modality=["CT"])
+    r = client.get("/audit", headers=published.headers("hub_admin"))
+    assert r.status_code == 200
+    rows = r.json()
+    search = next(row for row in rows if row["action"] == "catalog.search")
+    assert search["actor"] == "searcher:searcher-user" and search["detail"]["filters"] == {"modality": ["CT"]}
+    assert {row["action"] for row in rows} >= {"summary.publish", "catalog.search"}
+    only = client.get("/audit", params={"action": "summary.publish"}, headers=published.headers("hub_admin"))
+    assert {row["action"] for row in only.json()} == {"summary.publish"}
