@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -51,11 +52,17 @@ def publish(
 def ledger(
     home: HomeOption = None,
     limit: Annotated[int, typer.Option("--limit", help="At most this many rows.")] = 1000,
+    export: Annotated[
+        Path | None,
+        typer.Option("--export", help="Also write each archived payload to DIR/<id>-<kind>.bin."),
+    ] = None,
     json_out: JsonOption = False,
 ) -> None:
     """List every payload that left the site (time, destination, kind, SHA-256, size, status)."""
     site = open_site(home)
     rows = list_ledger(site.engine, limit)
+    if export is not None:
+        _export_payloads(site, export)
     if json_out:
         emit_json(rows)
         return
@@ -70,6 +77,19 @@ def ledger(
             row["status"],
         )
     Console(width=200).print(table)
+
+
+def _export_payloads(site, folder: Path) -> int:  # type: ignore[no-untyped-def]
+    """Write the archived bytes of every ledger entry (what left the site, byte for byte)."""
+    from site_node.outbound import ledger_payloads
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for entry_id, kind, payload in ledger_payloads(site.engine):
+        if payload is not None:
+            (folder / f"{entry_id:06d}-{kind}.bin").write_bytes(payload)
+            written += 1
+    return written
 
 
 def register(app: typer.Typer) -> None:

@@ -71,3 +71,19 @@ def test_dry_run_sends_nothing(site_home: Path, server: str) -> None:
     before = len(_Handler.received)
     receipt = send_outbound(engine, url=server, kind="cohort_summary", payload=b"{}", dry_run=True)
     assert receipt.status == "dry_run" and len(_Handler.received) == before
+
+
+def test_ledger_export_writes_exact_bytes(site_home: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from site_node.cli import main
+    from site_node.outbound import record_outbound
+
+    engine = open_site(site_home).engine
+    payload = b'{"persons": "<10", "series": 12}'
+    record_outbound(engine, destination="http://hub/summaries", kind="cohort_summary", payload=payload)
+    main(["ledger", "--home", str(site_home), "--export", str(tmp_path / "out"), "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    files = sorted((tmp_path / "out").iterdir())
+    assert len(rows) == 1 and [f.name for f in files] == ["000001-cohort_summary.bin"]
+    assert files[0].read_bytes() == payload
+    assert hashlib.sha256(files[0].read_bytes()).hexdigest() == rows[0]["sha256"]
