@@ -1,0 +1,332 @@
+"""DICOM de-identification benchmark: our engine against the Python peers, and scan every output for leaks.
+
+Builds a corpus of at least 2,000 files with planted PHI -- three synthetic hospitals
+(``site_node.synthetic``, truth.json lists what was planted) plus copies of pydicom's bundled test
+files (several modalities and transfer syntaxes) with planted names, IDs, addresses, free text,
+private tags and UIDs -- then, in one run, times:
+
+* ``fedimaging`` (this project), 1 worker and all cores, through ``run_deid``;
+* pydicom read + write only (the floor: it de-identifies nothing);
+* dicognito, deid (default recipe) and dicom-anonymizer (installed by the ``bench`` extra);
+
+and scans every byte of every output file and every output path of every tool for every planted
+value. Values that our default profile keeps on purpose (time of day under Retain Longitudinal
+Modified Dates, station names under Retain Device Identity) are not counted as leaks for any tool.
+Burned-in-risk classes are cleared for our engine here so that every tool processes every file.
+
+Run: ``.venv/bin/python benchmarks/deid_bench.py [--synth-patients 8] [--total 2000] [--keep DIR]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from multiprocessing import Pool
+from pathlib import Path
+
+import pydicom
+from pydicom.data import get_testdata_file
+
+warnings.simplefilter("ignore")
+TEST_FILES = ["CT_small.dcm", "MR_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm",
+              "MR_small_RLE.dcm", "MR_small_jp2klossless.dcm", "JPEG2000.dcm", "693_J2KI.dcm", "rtplan.dcm",
+              "rtdose.dcm", "liver_1frame.dcm", "test-SR.dcm", "SC_rgb_rle.dcm", "examples_ybr_color.dcm",
+              "JPEGLSNearLossless_16.dcm", "waveform_ecg.dcm"]
+FAMILY = ["Abernathy", "Blackwood", "Castellanos", "Dunmore", "Ellingham", "Fairweather", "Greystoke",
+          "Holloway", "Ivanova", "Jorgensen", "Kowalczyk", "Lindqvist"]
+GIVEN = ["Araminta", "Barnaby", "Cordelia", "Desmond", "Evangeline", "Florian", "Griselda", "Hamish"]
+RETAINED_KINDS_SUFFIX = ("_time",)
+RETAINED_KINDS = {"station_name"}
+PEERS = ("dicognito", "dicom-anonymizer", "deid (default recipe)")
+
+
+# ----------------------------------------------------------------------------- corpus
+
+
+def _plant(ds: pydicom.Dataset, i: int, needles: set[str]) -> None:
+    patient = i // 6
+    family, given = FAMILY[patient % len(FAMILY)] + f"x{patient}", GIVEN[patient % len(GIVEN)]
+    values = {
+        "PatientID": f"BMRN{patient:07d}", "PatientName": f"{family}^{given}",
+        "AccessionNumber": f"BACC{i // 3:07d}", "InstitutionName": "Saint Benchmark Infirmary",
+        "ReferringPhysicianName": "Quillfeather^Ottoline",
+        "PatientBirthDate": f"19{40 + patient % 50:02d}0611",
+        "PatientAddress": f"{patient} Benchmark Lane", "OtherPatientIDs": f"SSN{patient:09d}",
+        "StudyDescription": f"CT CHEST W CONTRAST follow-up for {given} {family}",
+        "OperatorsName": "Pemberton^Wilhelmina", "ImageComments": f"called {given} on 0612{patient:06d}",
+        "PatientComments": f"{family} prefers mornings",
+    }
+    for keyword, value in values.items():
+        setattr(ds, keyword, value)
+    block = ds.private_block(0x0009, "BENCH PLANTED", create=True)
+    block.add_new(0x10, "LO", f"BMRN{patient:07d}")
+    block.add_new(0x11, "LO", f"{given} {family}")
+    ds.StudyInstanceUID = f"1.2.826.0.1.3680043.9.8888.1.{i // 3}"
+    ds.SeriesInstanceUID = f"1.2.826.0.1.3680043.9.8888.2.{i}"
+    ds.SOPInstanceUID = f"1.2.826.0.1.3680043.9.8888.3.{i}"
+    for keyword in ("PatientID", "PatientName", "AccessionNumber", "InstitutionName", "PatientBirthDate",
+                    "PatientAddress", "OtherPatientIDs", "PatientComments"):
+        needles.add(str(values[keyword]))
+    needles.update([family, given, "Quillfeather", "Pemberton", f"0612{patient:06d}", ds.StudyInstanceUID,
+                    ds.SeriesInstanceUID, ds.SOPInstanceUID])
+
+
+def build_pydicom_part(root: Path, count: int) -> set[str]:
+    """``count`` planted copies of pydicom's test files; returns the planted values."""
+    needles: set[str] = set()
+    sources = [pydicom.dcmread(get_testdata_file(name)) for name in TEST_FILES]
+    for i in range(count):
+        ds = sources[i % len(sources)]
+        _plant(ds, i, needles)
+        folder = root / f"BMRN{i // 6:07d}" / f"study{i // 3}"
+        folder.mkdir(parents=True, exist_ok=True)
+        ds.save_as(folder / f"BMRN{i // 6:07d}_{i}.dcm", enforce_file_format=True)
+    return needles
+
+
+def build_synthetic_part(root: Path, patients: int) -> set[str]:
+    """Three synthetic hospitals; returns their planted DICOM values (truth.json)."""
+    from site_node.synthetic import generate_site
+
+    needles: set[str] = set()
+    for style in ("a", "b", "c"):
+        out = root / f"synth_{style}"
+        generate_site(out, patients=patients, seed=2026, style=style)
+        truth = json.loads((out / "truth.json").read_text())
+        for entry in truth["phi"]:
+            if not any(loc["file"].startswith("dicom/") for loc in entry["locations"]):
+                continue
+            if entry["kind"] in RETAINED_KINDS or entry["kind"].endswith(RETAINED_KINDS_SUFFIX):
+                continue
+            needles.add(str(entry["value"]))
+        shutil.rmtree(out / "fhir", ignore_errors=True)
+        shutil.rmtree(out / "crf", ignore_errors=True)
+        (out / "truth.json").unlink()
+    return needles
+
+
+def build_corpus(root: Path, synth_patients: int, total: int) -> tuple[list[Path], set[str]]:
+    """Synthetic hospitals first, then pydicom-derived files up to ``total``."""
+    needles = build_synthetic_part(root / "synthetic", synth_patients)
+    have = sum(1 for p in root.rglob("*") if p.is_file())
+    needles |= build_pydicom_part(root / "pydicom", max(total - have, len(TEST_FILES) * 20))
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    return files, {n for n in needles if len(n) >= 4}
+
+
+# ----------------------------------------------------------------------------- tools
+
+
+def _read(path: Path) -> pydicom.Dataset:
+    return pydicom.dcmread(path, force=True)
+
+
+def tool_floor(files: list[Path], out: Path) -> int:
+    """pydicom read + write, nothing else."""
+    errors = 0
+    for i, path in enumerate(files):
+        try:
+            ds = _read(path)
+            ds.save_as(out / f"{i}.dcm")
+        except Exception:
+            errors += 1
+    return errors
+
+
+def tool_dicognito(files: list[Path], out: Path) -> int:
+    """dicognito's Anonymizer on each dataset."""
+    from dicognito.anonymizer import Anonymizer
+
+    anonymizer, errors = Anonymizer(), 0
+    for i, path in enumerate(files):
+        try:
+            ds = _read(path)
+            anonymizer.anonymize(ds)
+            ds.save_as(out / f"{i}.dcm")
+        except Exception:
+            errors += 1
+    return errors
+
+
+def tool_dicom_anonymizer(files: list[Path], out: Path) -> int:
+    """Kitware's dicom-anonymizer (2024b rules)."""
+    from dicomanonymizer import anonymize_dataset
+
+    errors = 0
+    for i, path in enumerate(files):
+        try:
+            ds = _read(path)
+            anonymize_dataset(ds, delete_private_tags=True)
+            ds.save_as(out / f"{i}.dcm")
+        except Exception:
+            errors += 1
+    return errors
+
+
+def tool_deid(files: list[Path], out: Path) -> int:
+    """pydicom/deid with its default recipe."""
+    import logging
+
+    from deid.config import DeidRecipe
+    from deid.dicom import replace_identifiers
+
+    logging.getLogger("deid").setLevel(logging.CRITICAL)
+    recipe, errors = DeidRecipe(), 0
+    for i, path in enumerate(files):
+        try:
+            parsed = replace_identifiers(dicom_files=[str(path)], deid=recipe, save=False)
+            for ds in parsed:
+                ds.save_as(out / f"{i}.dcm")
+        except Exception:
+            errors += 1
+    return errors
+
+
+def _ours(workers: int, key_home: Path, corpus: Path) -> Callable[[list[Path], Path], int]:
+    def run(files: list[Path], out: Path) -> int:
+        from site_node.deid import run_deid
+        from site_node.home import open_site
+
+        site = open_site(key_home)
+        summary = run_deid(site, corpus, out, workers=workers)
+        assert summary.files_seen == len(files)
+        return summary.quarantined_total
+
+    return run
+
+
+# ----------------------------------------------------------------------------- leak scan
+
+
+_PRINTABLE_RUN = re.compile(rb"[\x20-\x7e]{4,}")
+
+
+def _text_of(path: str) -> bytes:
+    """Every run of 4+ printable bytes of a file, upper-cased (a planted value can only be in one)."""
+    data = Path(path).read_bytes()
+    return b"\n".join(_PRINTABLE_RUN.findall(data)).upper()
+
+
+def scan(out: Path, needles: set[str], pool: Pool) -> tuple[int, int]:  # type: ignore[valid-type]
+    """(files with at least one planted value, distinct planted values found), case-insensitive.
+
+    Every byte of every output file is read; planted values are printable ASCII, so they can only
+    occur inside runs of printable bytes, which are searched (plus the output paths).
+    """
+    encoded = sorted({n.upper().encode() for n in needles})
+    files = [p for p in out.rglob("*") if p.is_file()]
+    texts = pool.map(_text_of, [str(p) for p in files], chunksize=16)
+    texts = [t + b"\n" + str(p.relative_to(out)).upper().encode() for p, t in zip(files, texts, strict=True)]
+    combined = b"\x00".join(texts)
+    found = [n for n in encoded if n in combined]
+    leaky = sum(1 for t in texts if any(n in t for n in found))
+    return leaky, len(found)
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--synth-patients", type=int, default=8, help="patients per synthetic hospital")
+    parser.add_argument("--total", type=int, default=2000, help="minimum corpus size")
+    parser.add_argument("--keep", type=Path, help="work folder to keep (default: a temporary one)")
+    parser.add_argument("--skip", nargs="*", default=[], help="tools to skip (e.g. deid)")
+    args = parser.parse_args()
+    work = args.keep or Path(tempfile.mkdtemp(prefix="deid_bench_"))
+    corpus = work / "corpus"
+    if corpus.exists():
+        shutil.rmtree(corpus)
+    started = time.perf_counter()
+    files, needles = build_corpus(corpus, args.synth_patients, args.total)
+    print(f"corpus: {len(files)} files, {len(needles)} planted values, built in "
+          f"{time.perf_counter() - started:.0f} s ({work})")
+    from site_node.home import init_home
+
+    key_home = work / "home"
+    if key_home.exists():
+        shutil.rmtree(key_home)
+    init_home(key_home, "bench")
+    toml = key_home / "site.toml"
+    toml.write_text(toml.read_text().replace(
+        "cleared_burned_in = []", 'cleared_burned_in = ["US", "OT", "SC", "NM", "1.2.840.10008.5.1.4.1.1.7", '
+        '"1.2.840.10008.5.1.4.1.1.7.4", "1.2.840.10008.5.1.4.1.1.6.1", "1.2.840.10008.5.1.4.1.1.3.1"]'))
+    cores = os.cpu_count() or 1
+    tools: list[tuple[str, Callable[[list[Path], Path], int]]] = [
+        ("fedimaging (1 worker)", _ours(1, key_home, corpus)),
+        (f"fedimaging ({cores} workers)", _ours(cores, key_home, corpus)),
+        ("pydicom read+write (floor)", tool_floor),
+        ("dicognito", tool_dicognito),
+        ("dicom-anonymizer", tool_dicom_anonymizer),
+        ("deid (default recipe)", tool_deid),
+    ]
+    rows = []
+    with Pool(cores) as pool:
+        for index, (name, tool) in enumerate(tools):
+            if any(s in name for s in args.skip):
+                continue
+            out = work / f"out_{index}"
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir(parents=True)
+            if name.startswith("fedimaging"):
+                _reset_journal(key_home)
+            t0, c0 = time.perf_counter(), _cpu()
+            errors = tool(files, out)
+            elapsed, cpu = time.perf_counter() - t0, _cpu() - c0
+            leaky, distinct = scan(out, needles, pool)
+            rows.append((name, len(files) / elapsed, len(files) / cpu, errors, leaky, distinct))
+            print(f"  {name}: {len(files) / elapsed:.1f} files/s", flush=True)
+    _print_table(rows, len(files), len(needles))
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children (worker pools are joined by then)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def _reset_journal(home: Path) -> None:
+    """Each of our runs starts from an empty journal (otherwise the second run would skip everything)."""
+    from sqlalchemy import delete
+
+    from site_node.db import get_engine, ingest_journal
+
+    with get_engine(f"sqlite:///{home / 'site.db'}").begin() as conn:
+        conn.execute(delete(ingest_journal))
+
+
+def _print_table(rows: list[tuple[str, float, float, int, int, int]], n_files: int, n_needles: int) -> None:
+    buf = io.StringIO()
+    buf.write(f"\n{n_files} files, {n_needles} planted values scanned in every output byte and path\n\n")
+    buf.write("| tool | files/s | files per CPU-s | errors/quarantined | files with a leak "
+              "| distinct values leaked |\n")
+    buf.write("|---|---:|---:|---:|---:|---:|\n")
+    for name, rate, cpu_rate, errors, leaky, distinct in rows:
+        buf.write(f"| {name} | {rate:.1f} | {cpu_rate:.1f} | {errors} | {leaky} | {distinct} |\n")
+    for label, column in (("wall", 1), ("CPU", 2)):
+        rates = {row[0]: float(row[column]) for row in rows}
+        ours1 = rates.get("fedimaging (1 worker)")
+        oursn = next((r for n, r in rates.items() if n.startswith("fedimaging (") and "1 worker" not in n),
+                     None)
+        peers = [r for n, r in rates.items() if n in PEERS]
+        floor = rates.get("pydicom read+write (floor)")
+        buf.write(f"\n{label} time:\n")
+        if ours1 and peers:
+            buf.write(f"  single worker vs fastest peer: {ours1 / max(peers):.2f}x (target >= 2x)\n")
+        if ours1 and floor:
+            buf.write(f"  single worker vs pydicom floor: {ours1 / floor:.0%} (target >= 50%)\n")
+        if ours1 and oursn and label == "wall":
+            buf.write(f"  all workers vs one worker: {oursn / ours1:.2f}x (target >= 1.6x with 2 workers)\n")
+    print(buf.getvalue())
+
+
+if __name__ == "__main__":
+    main()
