@@ -19,12 +19,16 @@ from infra.demo.runner import Demo, DemoError, console
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options of the demo."""
     parser = argparse.ArgumentParser(prog="make demo", description=__doc__)
-    parser.add_argument("--sites", type=int, default=3, help="number of synthetic hospitals (styles a, b, c cycle)")
+    parser.add_argument(
+        "--sites", type=int, default=3, help="number of synthetic hospitals (styles a, b, c cycle)"
+    )
     parser.add_argument("--patients", type=int, default=12, help="patients per hospital")
     parser.add_argument("--rounds", type=int, default=3, help="federated training rounds")
     parser.add_argument("--seed", type=int, default=7, help="seed of the synthetic data")
     parser.add_argument("--workdir", type=Path, default=Path("demo-output"), help="scratch folder (replaced)")
-    parser.add_argument("--keep", action="store_true", help="keep an existing workdir instead of replacing it")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep an existing workdir instead of replacing it"
+    )
     return parser.parse_args(argv)
 
 

@@ -50,8 +50,14 @@ class Demo:
         self.timings.append((title, elapsed))
         console.print(f"[green]✓[/green] {title} [dim]({elapsed:.1f} s)[/dim]")
 
-    def cli(self, program: str, *args: str, env: dict[str, str] | None = None, json_out: bool = False,
-            timeout: float = 900) -> Any:
+    def cli(
+        self,
+        program: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        json_out: bool = False,
+        timeout: float = 900,
+    ) -> Any:
         """Run ``site-node`` / ``central-hub`` with ``args``; return parsed JSON when asked."""
         cmd = [str(BIN / program), *args]
         full_env = {**os.environ, **(env or {})}
@@ -66,12 +72,18 @@ class Demo:
             return json.loads(lines[-1])
         return result.stdout
 
-    def start(self, program: str, *args: str, log_name: str, env: dict[str, str] | None = None
-              ) -> subprocess.Popen[bytes]:
+    def start(
+        self, program: str, *args: str, log_name: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         """Start a long-running process (the hub); its output goes to a log file in the workdir."""
         log = open(self.workdir / f"{log_name}.log", "wb")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen([str(BIN / program), *args], stdout=log, stderr=subprocess.STDOUT,
-                                env={**os.environ, **(env or {})}, start_new_session=True)
+        proc = subprocess.Popen(
+            [str(BIN / program), *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
         self.processes.append(proc)
         return proc
 
