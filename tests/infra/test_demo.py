@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,8 +19,6 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
     env_home = tmp_path / "home"  # NVFlare writes under $HOME
     env_home.mkdir()
-    import os
-
     env = {**os.environ, "HOME": str(env_home)}
     result = subprocess.run(
         [sys.executable, "-m", "infra.demo", "--sites", "2", "--patients", "4", "--rounds", "1",
@@ -37,9 +36,19 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     privacy = json.loads((results / "privacy.json").read_text())
     assert privacy["phi_values_scanned"] > 100
     assert all(site["phi_hits"] == 0 and site["payloads"] >= 2 for site in privacy["sites"].values())
-    # the hub the demo started is gone
-    assert "central-hub serve" not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout \
-        or str(workdir) not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert not _processes_with_env(f"HUB_HOME={workdir / 'hub'}"), "the demo left its hub running"
+
+
+def _processes_with_env(marker: str) -> list[int]:
+    """PIDs whose environment contains ``marker`` (Linux /proc)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker.encode() in environ.read_bytes():
+                found.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return found
 
 
 def test_demo_rejects_bad_arguments() -> None:
