@@ -96,6 +96,27 @@ class DeidOptions(BaseModel):
         return self
 
 
+class TrainingPrivacy(BaseModel):
+    """Privacy filters a site applies to every model update it sends through NVFlare."""
+
+    #: Regular expression of variable names never sent (e.g. ``"net\\.model\\.0\\."``).
+    exclude_vars: str | None = None
+    #: Percentile privacy (Shokri & Shmatikov): share only changes above this percentile of |change|.
+    percentile: float | None = Field(default=None, ge=0, le=100)
+    #: Upper bound of a shared change when percentile privacy is on.
+    gamma: float = Field(default=0.01, gt=0)
+
+    @field_validator("exclude_vars")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                re.compile(value)
+            except re.error:
+                raise ValueError("exclude_vars is not a valid regular expression") from None
+        return value
+
+
 class SiteSettings(_HomeSettings):
     """Settings of one site node (``<home>/site.toml``, env prefix ``SITE_NODE_``)."""
 
@@ -111,6 +132,7 @@ class SiteSettings(_HomeSettings):
     admin_token: SecretStr | None = None
     deid: DeidOptions = Field(default_factory=DeidOptions)
     approved_jobs: dict[str, str] = Field(default_factory=dict)
+    training_privacy: TrainingPrivacy = Field(default_factory=TrainingPrivacy)
     max_workers: int = Field(default=0, ge=0)
 
     @field_validator("site_id")
@@ -159,6 +181,8 @@ class HubSettings(_HomeSettings):
     nvflare_mode: Literal["simulator", "production"] = "simulator"
     nvflare_admin_kit: Path | None = None
     nvflare_admin_user: str | None = None
+    #: Local demo only: site name -> site node home, one simulator client per site (``central_hub.jobs``).
+    simulator_sites: dict[str, Path] = Field(default_factory=dict)
 
     @property
     def database_url(self) -> str:

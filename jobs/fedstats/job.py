@@ -1,0 +1,115 @@
+"""fedstats job: federated statistics over the sites' curated sets and OMOP persons (NVFlare FedStats).
+
+Counts, means, standard deviations and histograms of lesion volumes, image intensities and ages.
+Privacy: each site reports a dataset only when it has at least its own floor of records; on top,
+the job's ``min_count`` (at least 5, the platform floor) removes small features, min/max get noise
+and histogram bins are limited. Run locally::
+
+    python jobs/fedstats/job.py --site site-a=/path/home-a --site site-b=/path/home-b
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+TEMPLATE = "fedstats"
+HERE = Path(__file__).resolve().parent
+MIN_FLOOR = 5
+DEFAULTS: dict[str, Any] = {
+    "min_count": 10,
+    "bins": 10,
+    "min_noise_level": 0.1,
+    "max_noise_level": 0.3,
+    "max_bins_percent": 10,
+}
+#: Fixed histogram ranges where a natural one exists (others use the global min/max).
+RANGES = {"age": [0, 110], "mean_hu": [-1024, 400], "lesion_mean_hu": [-200, 300]}
+
+
+def resolve_params(params: dict[str, Any] | None) -> dict[str, Any]:
+    """Defaults overlaid with ``params``; ``min_count`` below the platform floor raises ValueError."""
+    merged = dict(DEFAULTS)
+    for key, value in (params or {}).items():
+        if key not in DEFAULTS:
+            raise ValueError(f"unknown fedstats parameter: {key}")
+        merged[key] = value
+    for name in ("min_count", "bins"):
+        if isinstance(merged[name], bool) or not isinstance(merged[name], int) or merged[name] < 1:
+            raise ValueError(f"{name} must be a positive integer")
+    for name in ("min_noise_level", "max_noise_level", "max_bins_percent"):
+        if isinstance(merged[name], bool) or not isinstance(merged[name], int | float):
+            raise ValueError(f"{name} must be a number")
+    if int(merged["min_count"]) < MIN_FLOOR:
+        raise ValueError(f"min_count must be at least {MIN_FLOOR}")
+    if not 0 <= float(merged["min_noise_level"]) <= float(merged["max_noise_level"]) < 1:
+        raise ValueError("noise levels must satisfy 0 <= min_noise_level <= max_noise_level < 1")
+    return merged
+
+
+def statistic_configs(p: dict[str, Any]) -> dict[str, Any]:
+    """What to compute: counts, sums, means, standard deviations, histograms."""
+    histogram: dict[str, Any] = {"*": {"bins": int(p["bins"])}}
+    for feature, value_range in RANGES.items():
+        histogram[feature] = {"bins": int(p["bins"]), "range": value_range}
+    return {"count": {}, "sum": {}, "mean": {}, "stddev": {}, "histogram": histogram}
+
+
+def build_recipe(sites: list[str], params: dict[str, Any] | None = None, work_dir: Path | None = None) -> Any:
+    """Build the FedStats recipe for ``sites`` (client names)."""
+    from nvflare.recipe.fedstats import FedStatsRecipe
+
+    from jobs.metrics_recorder import RoundMetricsRecorder
+    from site_node.training.approval import stage_client_files
+    from site_node.training.privacy_filter import SiteOutboundFilter
+    from site_node.training.statistics import SiteStatistics
+
+    p = resolve_params(params)
+    recipe = FedStatsRecipe(
+        name=TEMPLATE,
+        stats_output_path="statistics/fedstats.json",
+        sites=sites,
+        statistic_configs=statistic_configs(p),
+        stats_generator=SiteStatistics(),
+        min_count=int(p["min_count"]),
+        min_noise_level=float(p["min_noise_level"]),
+        max_noise_level=float(p["max_noise_level"]),
+        max_bins_percent=float(p["max_bins_percent"]),
+    )
+    work_dir = work_dir or Path(tempfile.mkdtemp(prefix="fedstats-"))
+    recipe.add_client_file(str(stage_client_files(HERE, TEMPLATE, work_dir)))
+    tasks = ["fed_stats"]  # the task set must equal the one the stats cleansers use
+    recipe.add_client_output_filter(SiteOutboundFilter(), tasks=tasks)
+    recipe.add_server_input_filter(RoundMetricsRecorder(), tasks=tasks)
+    return recipe
+
+
+def main() -> None:
+    """Run in the NVFlare simulator with one client per ``--site name=home``."""
+    from nvflare.recipe.sim_env import SimEnv
+
+    from site_node.training.site import SITE_MAP_ENV, write_site_map
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--site", action="append", required=True, help="client-name=site-home")
+    parser.add_argument("--param", action="append", default=[], help="name=value (JSON value)")
+    parser.add_argument("--workspace", type=Path, default=Path(tempfile.mkdtemp(prefix="fedstats-ws-")))
+    args = parser.parse_args()
+    homes = dict(item.split("=", 1) for item in args.site)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(HERE.parents[1]), os.environ.get("PYTHONPATH")])
+    )
+    args.workspace.mkdir(parents=True, exist_ok=True)
+    os.environ[SITE_MAP_ENV] = str(write_site_map(args.workspace / "site_map.json", homes))
+    params = {k: json.loads(v) for k, _, v in (p.partition("=") for p in args.param)}
+    recipe = build_recipe(list(homes), params, args.workspace)
+    run = recipe.run(SimEnv(clients=list(homes), num_threads=len(homes), workspace_root=str(args.workspace)))
+    print(f"statistics written under {run.get_result()}")
+
+
+if __name__ == "__main__":
+    main()

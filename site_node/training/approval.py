@@ -1,0 +1,185 @@
+"""Job approval at the site: which job templates (and exact code) a site accepts.
+
+``SiteSettings.approved_jobs`` maps a template name to the SHA-256 digest of its job folder. A job
+carries a manifest (``fedimaging_job.json``: template name and file list); the site hashes the files
+it actually received and runs the job only when the digest matches the approved one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.config import SiteSettings
+from common.errors import InputError, PermissionDeniedError
+
+MANIFEST = "fedimaging_job.json"
+_SKIP_PARTS = {"__pycache__", ".pytest_cache"}
+
+
+def template_files(folder: Path) -> list[str]:
+    """The files of a job template folder that make up its digest (relative, sorted)."""
+    return sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() and not (_SKIP_PARTS & set(p.relative_to(folder).parts)) and p.suffix != ".pyc"
+    )
+
+
+def digest_files(folder: Path, files: list[str]) -> str:
+    """SHA-256 over (relative path, content hash) of ``files`` under ``folder``.
+
+    Raises:
+        InputError: a listed file is missing or escapes ``folder``.
+    """
+    root = folder.resolve()
+    outer = hashlib.sha256()
+    for name in sorted(files):
+        path = (root / name).resolve()
+        if not path.is_relative_to(root) or not path.is_file():
+            raise InputError("a job file listed in the manifest is missing", field=MANIFEST)
+        outer.update(name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).hexdigest().encode() + b"\n")
+    return outer.hexdigest()
+
+
+def template_digest(folder: Path) -> str:
+    """The digest a site admin approves for the job template in ``folder``."""
+    return digest_files(folder, template_files(folder))
+
+
+def write_manifest(folder: Path, template: str, out: Path) -> Path:
+    """Write the manifest that travels with a job built from ``folder``."""
+    out.write_text(json.dumps({"template": template, "files": template_files(folder)}, indent=2))
+    return out
+
+
+def stage_client_files(template_dir: Path, template: str, work_dir: Path) -> Path:
+    """A folder with the template's files and its manifest, for NVFlare to copy flat into custom/."""
+    import shutil
+
+    stage = work_dir / f"{template}_client_files"
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    for name in template_files(template_dir):
+        (stage / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(template_dir / name, stage / name)
+    write_manifest(template_dir, template, stage / MANIFEST)
+    return stage
+
+
+@dataclass(frozen=True)
+class JobIdentity:
+    """A running job's template and the digest of the code the site received."""
+
+    template: str
+    digest: str
+
+
+def find_custom_dir(hint: Path | None = None) -> Path:
+    """The job's custom folder: ``hint`` if it holds the manifest, else the first ``sys.path`` entry with it.
+
+    The simulator may run the template's own client.py, while the job's files (manifest included)
+    sit in the app's custom folder, which NVFlare puts on ``sys.path``.
+    """
+    import sys
+
+    candidates = ([hint] if hint else []) + [Path(p) for p in sys.path if p]
+    for folder in candidates:
+        if (folder / MANIFEST).is_file():
+            return folder
+    return hint or Path.cwd()
+
+
+def _executed_scripts(custom_dir: Path) -> list[Path]:
+    """Scripts the job's client config tells NVFlare to run (``task_script_path``), when present."""
+    config = custom_dir.parent / "config" / "config_fed_client.json"
+    if not config.is_file():
+        return []
+    data = json.loads(config.read_text())
+    paths = [e.get("executor", {}).get("args", {}).get("task_script_path") for e in data.get("executors", [])]
+    return [custom_dir / p for p in paths if isinstance(p, str) and (custom_dir / p).is_file()]
+
+
+def identify_job(custom_dir: Path) -> JobIdentity:
+    """Read the manifest in a job's custom folder and hash the files it lists.
+
+    The script the job runs must be byte-identical to a file of the manifest, so a job cannot pass
+    the check with approved files while running other code.
+
+    Raises:
+        PermissionDeniedError: no manifest, or the executed script is not one of the listed files.
+    """
+    manifest = custom_dir / MANIFEST
+    if not manifest.exists():
+        raise PermissionDeniedError("the job carries no template manifest", field=MANIFEST)
+    data = json.loads(manifest.read_text())
+    files = list(data["files"])
+    digest = digest_files(custom_dir, files)
+    listed = {hashlib.sha256((custom_dir / f).read_bytes()).hexdigest() for f in files}
+    for script in _executed_scripts(custom_dir):
+        if hashlib.sha256(script.read_bytes()).hexdigest() not in listed:
+            raise PermissionDeniedError(
+                "the job runs a script that is not part of its template", field="task_script_path"
+            )
+    return JobIdentity(str(data["template"]), digest)
+
+
+def check_approved(settings: SiteSettings, job: JobIdentity) -> None:
+    """Raise unless ``settings.approved_jobs`` approves exactly this template and code.
+
+    Raises:
+        PermissionDeniedError: 'refused by site X' with the reason.
+    """
+    approved = settings.approved_jobs.get(job.template)
+    if approved is None:
+        raise PermissionDeniedError(
+            f"refused by site {settings.site_id}: job template {job.template} is not approved",
+            field="approved_jobs",
+        )
+    if approved != job.digest:
+        raise PermissionDeniedError(
+            f"refused by site {settings.site_id}: job template {job.template} code "
+            "differs from the approved digest",
+            field="approved_jobs",
+        )
+
+
+def _set_toml_entry(text: str, section: str, key: str, value: str) -> str:
+    """Set ``key = "value"`` inside ``[section]`` of a TOML text, keeping everything else as written."""
+    lines = text.splitlines()
+    entry = f'{key} = "{value}"'
+    header = f"[{section}]"
+    if header not in (line.strip() for line in lines):
+        return "\n".join(lines + ["", header, entry]) + "\n"
+    start = next(i for i, line in enumerate(lines) if line.strip() == header)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].strip().startswith("[")), len(lines))
+    for i in range(start + 1, end):
+        if lines[i].split("=", 1)[0].strip().strip('"') == key:
+            lines[i] = entry
+            return "\n".join(lines) + "\n"
+    lines.insert(end if end == len(lines) else end, entry)
+    return "\n".join(lines) + "\n"
+
+
+def approve_template(home: Path, template: str, folder: Path) -> str:
+    """Record in ``<home>/site.toml`` that the site accepts ``template`` with the code now in ``folder``.
+
+    Returns:
+        The approved digest.
+
+    Raises:
+        InputError: the template folder does not exist or the name is not a plain identifier.
+    """
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", template):
+        raise InputError("template names are letters, digits, '-' or '_'", field="template")
+    if not folder.is_dir():
+        raise InputError(f"no job template folder for {template}", field="template")
+    digest = template_digest(folder)
+    toml_path = home / "site.toml"
+    toml_path.write_text(_set_toml_entry(toml_path.read_text(), "approved_jobs", template, digest))
+    return digest

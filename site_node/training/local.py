@@ -1,0 +1,39 @@
+"""Training on one site's curated set alone (``site-node train-local``, benchmarks' single-site arm)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from site_node.training.data import DEFAULT_PATCH, make_loaders
+from site_node.training.device import describe_device, select_device
+from site_node.training.engine import evaluate, train_epochs
+from site_node.training.model import DEFAULT_CHANNELS, SegUNet
+
+
+def train_site(
+    curated: Path,
+    *,
+    epochs: int,
+    lr: float = 3e-3,
+    device: str | None = None,
+    patch: Sequence[int] = DEFAULT_PATCH,
+    channels: Sequence[int] = DEFAULT_CHANNELS,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Train a fresh model for ``epochs`` and return its validation Dice, device and loss."""
+    torch.manual_seed(seed)
+    dev = select_device(device)
+    train, val, n_train = make_loaders(curated, patch, seed=seed)
+    model = SegUNet(channels=tuple(channels))
+    result = train_epochs(model, train, epochs=epochs, lr=lr, device=dev)
+    return {
+        "val_dice": evaluate(model, val, device=dev, patch=patch),
+        "device": describe_device(dev),
+        "train_loss": result.mean_loss,
+        "n_train": n_train,
+        "model": model,
+    }

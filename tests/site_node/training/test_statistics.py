@@ -1,0 +1,70 @@
+"""The fedstats site generator: values from the curated set, the site floor, the approval check."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from common.errors import PermissionDeniedError
+from site_node.home import init_home
+from site_node.training.approval import approve_template, stage_client_files
+from site_node.training.site import SITE_MAP_ENV, write_site_map
+from site_node.training.statistics import SiteStatistics, curated_features
+from site_node.training.toy_data import write_toy_curated
+
+FEDSTATS = Path(__file__).resolve().parents[3] / "jobs" / "fedstats"
+
+
+def _ctx(name: str, custom: Path) -> SimpleNamespace:
+    workspace = SimpleNamespace(get_app_custom_dir=lambda job_id: str(custom))
+    return SimpleNamespace(
+        get_identity_name=lambda: name,
+        get_job_id=lambda: "job-1",
+        get_engine=lambda: SimpleNamespace(get_workspace=lambda: workspace),
+    )
+
+
+@pytest.fixture
+def bound_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    home = tmp_path / "site-a"
+    init_home(home, "site-a", floor_k=5)
+    write_toy_curated(home, patients=6, seed=4, shape=(16, 16, 16))
+    monkeypatch.setenv(SITE_MAP_ENV, str(write_site_map(tmp_path / "map.json", {"site-a": home})))
+    custom = stage_client_files(FEDSTATS, "fedstats", tmp_path / "job")
+    return home, custom
+
+
+def test_curated_features_have_one_value_per_series(tmp_path: Path) -> None:
+    curated = write_toy_curated(tmp_path / "h", patients=3, seed=1, shape=(16, 16, 16))
+    values = curated_features(curated)
+    assert len(values["lesion_volume_ml"]) == 3 and all(v > 0 for v in values["lesion_volume_ml"])
+
+
+def test_generator_reports_only_datasets_above_the_floor(bound_site: tuple[Path, Path]) -> None:
+    home, custom = bound_site
+    approve_template(home, "fedstats", FEDSTATS)
+    stats = SiteStatistics()
+    stats.initialize(_ctx("site-a", custom))
+    assert set(stats.features()) == {"curated"}  # no OMOP persons: the dataset is absent, not zero
+    assert stats.count("curated", "mean_hu") == 6
+    hist = stats.histogram("curated", "lesion_volume_ml", 4, 0.0, 10.0)
+    assert sum(b.sample_count for b in hist.bins) == 6
+
+
+def test_small_site_reports_nothing(bound_site: tuple[Path, Path]) -> None:
+    home, custom = bound_site
+    (home / "site.toml").write_text((home / "site.toml").read_text().replace("floor_k = 5", "floor_k = 20"))
+    approve_template(home, "fedstats", FEDSTATS)
+    stats = SiteStatistics()
+    stats.initialize(_ctx("site-a", custom))
+    assert stats.features() == {}
+
+
+def test_unapproved_statistics_job_is_refused(bound_site: tuple[Path, Path]) -> None:
+    _, custom = bound_site
+    with pytest.raises(PermissionDeniedError, match="refused by site site-a"):
+        SiteStatistics().initialize(_ctx("site-a", custom))
+    shutil.rmtree(custom)
