@@ -133,7 +133,9 @@ def _value(spec: ColumnSpec, raw: str) -> dict[str, Any]:
         except ValueError:
             raise InputError("not a number", field=spec.name) from None
     if spec.value_type == "concept":
-        return {"value_as_concept_id": spec.values.get(raw, 0), "value_source_value": raw}
+        # only values listed in the dictionary are codes; anything else may be typed text
+        known = raw in spec.values
+        return {"value_as_concept_id": spec.values.get(raw, 0), "value_source_value": raw if known else None}
     if len(raw) > 60:
         raise InputError("string value too long for value_as_string", field=spec.name)
     return {"value_as_string": raw, "value_source_value": raw}

@@ -14,6 +14,8 @@ from functools import lru_cache
 from typing import Any
 
 from common.crypto import Pseudonymizer
+from common.errors import InputError
+from site_node.clinical.fhir.codes import source_code
 from site_node.clinical.vocabulary import UNMAPPED, ConceptMapper, ConceptMatch, vocabulary_of
 
 Row = tuple[str, dict[str, Any] | list[Any]]
@@ -23,6 +25,15 @@ EHR = 32817
 EHR_ENCOUNTER = 32827
 EHR_PRESCRIPTION = 32838
 DERIVED = 32882
+#: Label of codes whose system is not a known vocabulary (the system URI is not shown).
+OTHER_SYSTEM = "other"
+
+
+class MissingDate(InputError):
+    """A resource has none of the dates its mapping can use (``field`` names the element)."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__("resource has no usable date", field=field)
 
 
 @dataclass
@@ -35,6 +46,9 @@ class MapContext:
     full_urls: dict[str, str] = field(default_factory=dict)
     unmapped: list[tuple[str, str]] = field(default_factory=list)
     codes: dict[str, list[int]] = field(default_factory=dict)
+    invalid: list[str] = field(default_factory=list)
+    medications: dict[str, Any] = field(default_factory=dict)
+    encounter_starts: dict[str, dt.datetime] = field(default_factory=dict)
 
     def count(self, vocabulary_id: str, mapped: bool) -> None:
         """Count one looked-up code of ``vocabulary_id`` as mapped or unmapped (for the report)."""
@@ -63,6 +77,12 @@ class MapContext:
             return f"{head[-2]}/{head[-1]}" if len(head) >= 2 else None
         return None
 
+    def encounter_start(self, reference: Any) -> dt.datetime | None:
+        """Start of the referenced Encounter when it is in the same Bundle (the date fallback of last
+        resort for records of that encounter), else None."""
+        ref = self.resolve(reference) if self.encounter_starts else None
+        return self.encounter_starts.get(ref) if ref else None
+
     def patient_key(self, reference: Any) -> str | None:
         """The keyed pseudonym of a Patient reference (what the writer resolves to a person)."""
         ref = self.resolve(reference)
@@ -78,34 +98,55 @@ class MapContext:
         return self.row_id("visit_occurrence", ref)
 
     def code(self, concept: Any) -> tuple[ConceptMatch, str | None]:
-        """Map a CodeableConcept: the first coding that maps, else the first coded one (unmapped)."""
-        first: tuple[str | None, str | None] | None = None
+        """Map a CodeableConcept: the first coding that maps, else the first coded one (unmapped).
+
+        The returned source code is None unless it is a valid code of a known vocabulary
+        (:func:`site_node.clinical.fhir.codes.source_code`): local systems may carry typed text.
+        """
+        first: tuple[str | None, str] | None = None
         for coding in getattr(concept, "coding", None) or []:
             vocab, code = vocabulary_of(coding.system), coding.code
             if not code:
                 continue
             if first is None:
-                first = (vocab or coding.system, code)
+                first = (vocab, str(code))
             match = self.concepts.lookup(vocab, code)
             if match.mapped:
-                self.count(vocab or "unknown", True)
+                self.count(vocab or OTHER_SYSTEM, True)
                 return match, code
         if first is None:
             return UNMAPPED, None
-        self.unmapped.append((first[0] or "unknown", first[1] or ""))
-        self.count(first[0] or "unknown", False)
-        source = self.concepts.lookup(first[0], first[1]) if first[0] else UNMAPPED
-        return ConceptMatch(0, None, source.source_concept_id), first[1]
+        vocab, code = first
+        kept = source_code(vocab, code)
+        label = vocab or OTHER_SYSTEM
+        self.unmapped.append((label, kept or ""))
+        self.count(label, False)
+        source = self.concepts.lookup(vocab, kept) if kept else UNMAPPED
+        return ConceptMatch(0, None, source.source_concept_id), kept
 
-    def code_of(self, vocabulary_id: str, code: str | None) -> ConceptMatch:
-        """Map a bare code of a known vocabulary, counting it when unmapped."""
+    def code_of(
+        self, vocabulary_id: str, code: str | None, where: str | None = None
+    ) -> tuple[ConceptMatch, str | None]:
+        """Map a bare code of a known vocabulary, counting it when unmapped.
+
+        Returns:
+            The match and the code to keep as source value (None when it is not a valid code of
+            the vocabulary; then ``where``, the element's path, is recorded in ``invalid``).
+        """
         if not code:
-            return UNMAPPED
-        match = self.concepts.lookup(vocabulary_id, code)
+            return UNMAPPED, None
+        kept = source_code(vocabulary_id, str(code))
+        if kept is None:
+            if where:
+                self.invalid.append(where)
+            self.unmapped.append((vocabulary_id, ""))
+            self.count(vocabulary_id, False)
+            return UNMAPPED, None
+        match = self.concepts.lookup(vocabulary_id, kept)
         if not match.mapped:
-            self.unmapped.append((vocabulary_id, code))
+            self.unmapped.append((vocabulary_id, kept))
         self.count(vocabulary_id, match.mapped)
-        return match
+        return match, kept
 
 
 @dataclass
@@ -132,6 +173,7 @@ class Mapped:
     upsert: bool = False
     unmapped: list[tuple[str, str]] = field(default_factory=list)
     codes: dict[str, list[int]] = field(default_factory=dict)
+    invalid: list[str] = field(default_factory=list)
 
 
 def source_key(pz: Pseudonymizer, ref: str) -> str:

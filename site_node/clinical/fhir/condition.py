@@ -4,18 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from site_node.clinical.fhir.base import EHR, MapContext, Mapped, day, period_bounds, to_datetime
+from site_node.clinical.fhir.base import EHR, MapContext, Mapped, MissingDate, day, period_bounds, to_datetime
+from site_node.clinical.fhir.codes import CONDITION_CLINICAL
 
 
 def map_condition(condition: Any, ctx: MapContext, out: Mapped) -> None:
-    """Fill ``out`` with the CONDITION_OCCURRENCE row of a Condition (onset, else recorded date)."""
+    """Fill ``out`` with the CONDITION_OCCURRENCE row of a Condition.
+
+    Start: onsetDateTime, else onsetPeriod.start, else recordedDate, else the start of its
+    Encounter when that is in the same Bundle (an ``onsetString`` or ``onsetAge`` gives no date).
+
+    Raises:
+        MissingDate: none of these (field ``Condition.onset[x]``).
+    """
     out.patient_key = ctx.patient_key(condition.subject)
     start = to_datetime(condition.onsetDateTime)
     if start is None and condition.onsetPeriod is not None:
         start = period_bounds(condition.onsetPeriod)[0]
-    start = start or to_datetime(condition.recordedDate)
+    start = start or to_datetime(condition.recordedDate) or ctx.encounter_start(condition.encounter)
     if start is None:
-        return
+        raise MissingDate("Condition.onset[x]")
     end = to_datetime(condition.abatementDateTime)
     if end is None and condition.abatementPeriod is not None:
         end = period_bounds(condition.abatementPeriod)[1]
@@ -23,6 +31,7 @@ def map_condition(condition: Any, ctx: MapContext, out: Mapped) -> None:
     status = None
     if condition.clinicalStatus is not None and condition.clinicalStatus.coding:
         status = condition.clinicalStatus.coding[0].code
+        status = status if status in CONDITION_CLINICAL else None
     out.rows.append(
         (
             "condition_occurrence",

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from site_node.clinical.fhir.base import EHR_ENCOUNTER, MapContext, Mapped, day, period_bounds
+from site_node.clinical.fhir.base import EHR_ENCOUNTER, MapContext, Mapped, MissingDate, day, period_bounds
 
 
 def map_encounter(encounter: Any, ctx: MapContext, out: Mapped) -> None:
-    """Fill ``out`` with the VISIT_OCCURRENCE row of an Encounter."""
+    """Fill ``out`` with the VISIT_OCCURRENCE row of an Encounter (period start, else its end).
+
+    Raises:
+        MissingDate: the Encounter has no period (field ``Encounter.period``).
+    """
     out.patient_key = ctx.patient_key(encounter.subject)
     start, end = period_bounds(encounter.period)
+    start = start or end
     if start is None:
-        return
+        raise MissingDate("Encounter.period")
     end = end or start
     class_code = encounter.class_fhir.code if getattr(encounter, "class_fhir", None) is not None else None
-    visit = ctx.code_of("HL7 ActCode", class_code)
+    visit, class_code = ctx.code_of("HL7 ActCode", class_code, "Encounter.class")
     out.rows.append(
         (
             "visit_occurrence",

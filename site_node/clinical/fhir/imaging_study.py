@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from common.crypto import Pseudonymizer
-from site_node.clinical.fhir.base import EHR, MapContext, Mapped, day, to_datetime
+from common.errors import InputError
+from site_node.clinical.fhir.base import EHR, MapContext, Mapped, MissingDate, day, to_datetime
 
 IMAGING_PROCEDURE_CONCEPT = 2000003001
 
@@ -33,8 +34,10 @@ def map_imaging_study(study: Any, ctx: MapContext, out: Mapped) -> None:
     out.patient_key = ctx.patient_key(study.subject)
     start = to_datetime(study.started)
     uid = study_uid(study)
-    if start is None or uid is None:
-        return
+    if start is None:
+        raise MissingDate("ImagingStudy.started")
+    if uid is None:
+        raise InputError("imaging study has no DICOM study UID", field="ImagingStudy.identifier")
     match, code = ctx.code(study.procedureCode[0]) if study.procedureCode else (None, None)
     concept_id = match.concept_id if match is not None and match.mapped else IMAGING_PROCEDURE_CONCEPT
     out.rows.append(

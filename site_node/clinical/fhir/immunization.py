@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from site_node.clinical.fhir.base import EHR, MapContext, Mapped, day, to_datetime
+from site_node.clinical.fhir.base import EHR, MapContext, Mapped, MissingDate, day, to_datetime
+from site_node.clinical.fhir.codes import route_code
 
 
 def map_immunization(immunization: Any, ctx: MapContext, out: Mapped) -> None:
     """Fill ``out`` with the DRUG_EXPOSURE row of an Immunization (one day, quantity 1)."""
     out.patient_key = ctx.patient_key(immunization.patient)
     when = to_datetime(immunization.occurrenceDateTime) or to_datetime(immunization.recorded)
+    when = when or ctx.encounter_start(immunization.encounter)
     if when is None:
-        return
+        raise MissingDate("Immunization.occurrence[x]")
     match, code = ctx.code(immunization.vaccineCode)
     route = None
     if immunization.route is not None and immunization.route.coding:
-        route = immunization.route.coding[0].code
+        first = immunization.route.coding[0]
+        route = route_code(first.system, first.code)
     out.rows.append(
         (
             "drug_exposure",

@@ -8,10 +8,12 @@ file, per-resource content hashes (``clinical_source``) make a resumed run skip 
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
 import re
+import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -24,11 +26,13 @@ from sqlalchemy import select
 from common.crypto import sha256_hex
 from common.errors import InputError
 from site_node.clinical.fhir.base import PatientInfo
+from site_node.clinical.fhir.codes import source_code
 from site_node.clinical.fhir.worker import (
     ChunkResult,
     FhirWorker,
     Quarantined,
     Task,
+    coded,
     init_worker,
     priority,
     run_task,
@@ -40,7 +44,11 @@ from site_node.home import SiteContext
 log = logging.getLogger(__name__)
 CHUNK_LINES = 500
 _TYPE_RE = re.compile(rb'"resourceType"\s*:\s*"([A-Za-z]+)"')
-_SUFFIXES = (".ndjson", ".json")
+_SUFFIXES = (".ndjson", ".json", ".ndjson.gz", ".json.gz")
+_NDJSON = (".ndjson", ".ndjson.gz")
+_READ_ERRORS = (OSError, EOFError, zlib.error)
+#: Cap on the ``Medication/<id>`` code index built before a run (bulk exports list each drug once).
+MAX_MEDICATIONS = 200_000
 
 
 @dataclass
@@ -60,6 +68,7 @@ class IngestSummary:
 
     files: int = 0
     files_skipped: int = 0
+    files_ignored: int = 0
     resources_read: int = 0
     unchanged: int = 0
     replaced: int = 0
@@ -69,15 +78,25 @@ class IngestSummary:
     unmapped_codes: Counter[str] = field(default_factory=Counter)
     quarantined: Counter[str] = field(default_factory=Counter)
     quarantined_fields: Counter[str] = field(default_factory=Counter)
+    invalid_codes: Counter[str] = field(default_factory=Counter)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        vocab = Counter({k.split("|", 1)[0]: 0 for k in self.unmapped_codes})
+        """JSON-ready form.
+
+        ``top_codes`` lists only valid codes of known vocabularies (``vocabulary|code``); anything
+        else is only counted per vocabulary, so typed text never reaches the output.
+        """
+        vocab: Counter[str] = Counter()
+        shown: Counter[str] = Counter()
         for key, count in self.unmapped_codes.items():
-            vocab[key.split("|", 1)[0]] += count
+            name, _, code = key.partition("|")
+            vocab[name] += count
+            if source_code(name, code):
+                shown[key] += count
         return {
             "files": self.files,
             "files_skipped": self.files_skipped,
+            "files_ignored": self.files_ignored,
             "resources_read": self.resources_read,
             "unchanged": self.unchanged,
             "replaced": self.replaced,
@@ -87,8 +106,9 @@ class IngestSummary:
             "unmapped": {
                 "total": sum(self.unmapped_codes.values()),
                 "by_vocabulary": dict(vocab),
-                "top_codes": dict(self.unmapped_codes.most_common(20)),
+                "top_codes": dict(shown.most_common(20)),
             },
+            "invalid_codes": dict(self.invalid_codes),
             "quarantined": {
                 "total": sum(self.quarantined.values()),
                 "by_reason": dict(self.quarantined),
@@ -97,8 +117,11 @@ class IngestSummary:
         }
 
 
-def discover(sources: Iterable[Path]) -> list[SourceFile]:
+def discover(sources: Iterable[Path], ignored: Counter[str] | None = None) -> list[SourceFile]:
     """The FHIR files under ``sources`` (files or folders), Patients first, then Encounters.
+
+    ``.ndjson`` / ``.json`` files, also gzip-compressed (``.ndjson.gz`` / ``.json.gz``). Other files
+    found in a folder are counted in ``ignored["files"]``.
 
     Raises:
         InputError: a source does not exist.
@@ -111,23 +134,69 @@ def discover(sources: Iterable[Path]) -> list[SourceFile]:
         paths = sorted(p for p in src.rglob("*") if p.is_file()) if src.is_dir() else [src]
         for path in paths:
             if not path.name.lower().endswith(_SUFFIXES):
+                if ignored is not None:
+                    ignored["files"] += 1
                 continue
-            kind = "ndjson" if path.name.lower().endswith(".ndjson") else "json"
+            kind = "ndjson" if path.name.lower().endswith(_NDJSON) else "json"
             name = str(path.relative_to(src)) if src.is_dir() else path.name
             found.append(SourceFile(path, name, kind, _first_type(path) if kind == "ndjson" else None))
     found.sort(key=lambda f: (f.kind != "ndjson", priority(f.resource_type), f.name))
     return found
 
 
+def _open(path: Path) -> Any:
+    """A binary handle on ``path``, decompressing ``*.gz``."""
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else path.open("rb")
+
+
+def read_source(path: Path) -> bytes:
+    """The content of an input file (gzip-compressed files are decompressed)."""
+    with _open(path) as handle:
+        data: bytes = handle.read()
+    return data
+
+
 def _first_type(path: Path) -> str | None:
-    with path.open("rb") as handle:
-        match = _TYPE_RE.search(handle.readline(65536))
+    try:
+        with _open(path) as handle:
+            match = _TYPE_RE.search(handle.readline(65536))
+    except _READ_ERRORS:
+        return None
     return match.group(1).decode() if match else None
+
+
+def medication_index(files: list[SourceFile]) -> dict[str, Any]:
+    """``Medication/<id>`` -> code of the Medication resources in the export's Medication ndjson files.
+
+    Bulk exports (Epic, Cerner) ship Medication resources in their own file and reference them from
+    MedicationRequest / MedicationStatement. Only ids and codings are kept.
+    """
+    index: dict[str, Any] = {}
+    for src in files:
+        if src.kind != "ndjson" or src.resource_type != "Medication":
+            continue
+        try:
+            data = read_source(src.path)
+        except _READ_ERRORS:
+            continue
+        for raw in data.split(b"\n"):
+            try:
+                obj = json.loads(raw)
+            except (ValueError, UnicodeDecodeError):
+                continue
+            ok = isinstance(obj, dict) and obj.get("resourceType") == "Medication"
+            if ok and obj.get("id") and isinstance(obj.get("code"), dict) and len(index) < MAX_MEDICATIONS:
+                index[f"Medication/{obj['id']}"] = coded(obj["code"])
+    return index
 
 
 def _tasks(files: list[SourceFile]) -> Iterator[Task]:
     for index, src in enumerate(files):
-        data = src.path.read_bytes()
+        try:
+            data = read_source(src.path)
+        except _READ_ERRORS:
+            yield Task(index, 0, True, error="unreadable_file")
+            continue
         if src.kind == "json":
             yield Task(index, 0, True, document=data)
             continue
@@ -219,7 +288,9 @@ def ingest_fhir(
     pz = site.pseudonymizer()
     engine = site.engine
     summary = IngestSummary()
-    files = discover(sources)
+    ignored: Counter[str] = Counter()
+    files = discover(sources, ignored)
+    summary.files_ignored = ignored["files"]
     with engine.connect() as conn:
         done = set(
             conn.execute(
@@ -237,7 +308,13 @@ def ingest_fhir(
     writer = OmopWriter(engine, pz, "fhir")
     quarantine = _Quarantine(site.settings.quarantine_dir, run_id)
     count = worker_count(workers, site.settings.max_workers)
-    init_args = (pz._key, site.settings.database_url, site.settings.mrn_system, writer.known_hashes())
+    init_args = (
+        pz._key,
+        site.settings.database_url,
+        site.settings.mrn_system,
+        writer.known_hashes(),
+        medication_index(files),
+    )
     if count == 1 or len(todo) == 0:
         _drain(site, pz, todo, _Inline(FhirWorker(*init_args)).submit, 2, writer, quarantine, summary)
     else:
@@ -271,6 +348,7 @@ def _drain(
         for item in result.mapped:
             if id(item) in written:
                 summary.unmapped_codes.update(f"{v}|{c}" for v, c in item.unmapped)
+                summary.invalid_codes.update(item.invalid)
         unresolved = [
             Quarantined(0, "unknown_patient", f"{m.resource_type}.subject") for m in outcome.unresolved
         ]

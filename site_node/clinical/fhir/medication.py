@@ -1,7 +1,8 @@
 """MedicationRequest and MedicationStatement -> DRUG_EXPOSURE.
 
-Dosage free text (``sig``) and notes are not copied. A medication given only by reference (no
-``medicationCodeableConcept``) maps to concept 0.
+Dosage free text (``sig``) and notes are not copied. A medication given by reference is followed to
+a contained Medication (``#id``), to a Medication in the same Bundle, or to a Medication of the same
+export (``Medication/<id>``, indexed before the run); otherwise it maps to concept 0.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from site_node.clinical.fhir.base import (
     EHR_PRESCRIPTION,
     MapContext,
     Mapped,
+    MissingDate,
     day,
     period_bounds,
     quantity_value,
@@ -20,19 +22,54 @@ from site_node.clinical.fhir.base import (
 )
 
 
+def _referenced_code(ctx: MapContext, resource: Any) -> Any:
+    """The ``code`` of the Medication that ``medicationReference`` names (None when not found)."""
+    value = getattr(resource.medicationReference, "reference", None) if resource.medicationReference else None
+    if not value:
+        return None
+    value = str(value)
+    if value.startswith("#"):
+        for item in resource.contained or []:
+            if getattr(item, "id", None) == value[1:] and type(item).__name__ == "Medication":
+                return item.code
+        return None
+    ref = ctx.resolve(resource.medicationReference)
+    return ctx.medications.get(ref) if ref and ref.startswith("Medication/") else None
+
+
 def _drug(ctx: MapContext, resource: Any) -> tuple[int, int, str | None]:
-    if resource.medicationCodeableConcept is None:
+    concept = resource.medicationCodeableConcept or _referenced_code(ctx, resource)
+    if concept is None:
         return 0, 0, None
-    match, code = ctx.code(resource.medicationCodeableConcept)
+    match, code = ctx.code(concept)
     return match.concept_id, match.source_concept_id, code
 
 
-def map_medication_request(request: Any, ctx: MapContext, out: Mapped) -> None:
-    """Fill ``out`` with the DRUG_EXPOSURE row of a MedicationRequest (start = authoredOn)."""
-    out.patient_key = ctx.patient_key(request.subject)
+def request_start(request: Any) -> Any:
+    """Start of a MedicationRequest: authoredOn, else the first dosage's timing bounds start, else
+    the dispense validity period start (None when none is given)."""
     start = to_datetime(request.authoredOn)
+    for dosage in request.dosageInstruction or []:
+        repeat = dosage.timing.repeat if dosage.timing is not None else None
+        if start is None and repeat is not None and repeat.boundsPeriod is not None:
+            start = period_bounds(repeat.boundsPeriod)[0]
+        if start is None and dosage.timing is not None and dosage.timing.event:
+            start = to_datetime(dosage.timing.event[0])
+    if start is None and request.dispenseRequest is not None:
+        start = period_bounds(request.dispenseRequest.validityPeriod)[0]
+    return start
+
+
+def map_medication_request(request: Any, ctx: MapContext, out: Mapped) -> None:
+    """Fill ``out`` with the DRUG_EXPOSURE row of a MedicationRequest (start: :func:`request_start`).
+
+    Raises:
+        MissingDate: no start date (field ``MedicationRequest.authoredOn``).
+    """
+    out.patient_key = ctx.patient_key(request.subject)
+    start = request_start(request) or ctx.encounter_start(request.encounter)
     if start is None:
-        return
+        raise MissingDate("MedicationRequest.authoredOn")
     end = None
     quantity = refills = days_supply = None
     dispense = request.dispenseRequest
@@ -71,8 +108,9 @@ def map_medication_statement(statement: Any, ctx: MapContext, out: Mapped) -> No
     out.patient_key = ctx.patient_key(statement.subject)
     start, end = period_bounds(statement.effectivePeriod)
     start = to_datetime(statement.effectiveDateTime) or start or to_datetime(statement.dateAsserted)
+    start = start or ctx.encounter_start(statement.context)
     if start is None:
-        return
+        raise MissingDate("MedicationStatement.effective[x]")
     end = end or start
     concept_id, source_id, code = _drug(ctx, statement)
     out.rows.append(

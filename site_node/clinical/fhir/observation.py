@@ -14,13 +14,27 @@ from site_node.clinical.fhir.base import (
     EHR,
     MapContext,
     Mapped,
+    MissingDate,
     day,
     period_bounds,
     quantity_value,
     to_datetime,
 )
+from site_node.clinical.fhir.codes import is_ucum
 
 _MEASUREMENT_CATEGORIES = {"laboratory", "vital-signs"}
+_UCUM_SYSTEM = "http://unitsofmeasure.org"
+#: Quantity.comparator -> OMOP operator concept (vocabulary "Meas Value Operator").
+OPERATORS = {"<": 4171756, "<=": 4171754, ">=": 4171755, ">": 4172704}
+
+
+def _unit(quantity: Any) -> str | None:
+    """The unit to keep: the UCUM code, else the unit text when it is a well-formed unit (never free text)."""
+    code = quantity.code if quantity.system in (None, _UCUM_SYSTEM) else None
+    for candidate in (code, quantity.unit):
+        if candidate and is_ucum(str(candidate)):
+            return str(candidate)
+    return None
 
 
 def _categories(observation: Any) -> set[str]:
@@ -33,9 +47,12 @@ def _value(ctx: MapContext, holder: Any) -> dict[str, Any]:
     quantity = holder.valueQuantity
     if quantity is not None:
         out["value_as_number"] = quantity_value(quantity)
-        unit = quantity.code or quantity.unit
+        unit = _unit(quantity)
         out["unit_source_value"] = unit
-        out["unit_concept_id"] = ctx.concepts.lookup("UCUM", quantity.code).concept_id if quantity.code else 0
+        out["unit_concept_id"] = ctx.concepts.lookup("UCUM", unit).concept_id if unit else 0
+        if quantity.comparator in OPERATORS and out["value_as_number"] is not None:
+            out["operator_concept_id"] = OPERATORS[quantity.comparator]  # MEASUREMENT only
+            out["value_source_value"] = f"{quantity.comparator}{out['value_as_number']:g}"
     elif holder.valueCodeableConcept is not None:
         match, code = ctx.code(holder.valueCodeableConcept)
         out["value_as_concept_id"] = match.concept_id
@@ -74,12 +91,17 @@ def _measurement(
 
 
 def map_observation(observation: Any, ctx: MapContext, out: Mapped) -> None:
-    """Fill ``out`` with MEASUREMENT or OBSERVATION rows of an Observation."""
+    """Fill ``out`` with MEASUREMENT or OBSERVATION rows of an Observation.
+
+    Raises:
+        MissingDate: no effective[x] and no issued (field ``Observation.effective[x]``).
+    """
     out.patient_key = ctx.patient_key(observation.subject)
     when = to_datetime(observation.effectiveDateTime) or period_bounds(observation.effectivePeriod)[0]
     when = when or to_datetime(observation.effectiveInstant) or to_datetime(observation.issued)
+    when = when or ctx.encounter_start(observation.encounter)
     if when is None:
-        return
+        raise MissingDate("Observation.effective[x]")
     ref = f"Observation/{observation.id}"
     visit = ctx.visit_id(observation.encounter)
     match, code = ctx.code(observation.code)

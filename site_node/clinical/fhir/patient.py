@@ -41,6 +41,42 @@ def _shift(value: dt.datetime | None, days: int) -> dt.datetime | None:
     return value + dt.timedelta(days=days) if value is not None else None
 
 
+def birth_fields(value: Any, days: int) -> dict[str, Any] | None:
+    """PERSON birth columns of a (possibly partial) FHIR birthDate, shifted by ``days``.
+
+    The source precision is kept: a year-only date gives ``year_of_birth`` only (shifted from
+    mid-year), a year-month date adds ``month_of_birth`` (shifted from mid-month); day and
+    ``birth_datetime`` are set only for full dates. None when the value is not a date.
+    """
+    text = str(value).strip() if value is not None else ""
+    born = to_datetime(value)
+    if born is None:
+        return None
+    if len(text) == 4:
+        shifted = born.replace(month=7, day=2) + dt.timedelta(days=days)
+        return {
+            "year_of_birth": shifted.year,
+            "month_of_birth": None,
+            "day_of_birth": None,
+            "birth_datetime": None,
+        }
+    if len(text) == 7:
+        shifted = born.replace(day=15) + dt.timedelta(days=days)
+        return {
+            "year_of_birth": shifted.year,
+            "month_of_birth": shifted.month,
+            "day_of_birth": None,
+            "birth_datetime": None,
+        }
+    birth = born + dt.timedelta(days=days)
+    return {
+        "year_of_birth": birth.year,
+        "month_of_birth": birth.month,
+        "day_of_birth": birth.day,
+        "birth_datetime": birth,
+    }
+
+
 def map_patient(patient: Any, ctx: MapContext, out: Mapped) -> None:
     """Fill ``out`` with the PERSON (and DEATH) rows of a Patient; dates are shifted here.
 
@@ -50,34 +86,30 @@ def map_patient(patient: Any, ctx: MapContext, out: Mapped) -> None:
     mrn = find_mrn(patient, ctx.mrn_system)
     if not mrn:
         raise InputError("patient has no MRN identifier", field="Patient.identifier")
-    born = to_datetime(patient.birthDate)
-    if born is None:
-        raise InputError("patient has no birth date", field="Patient.birthDate")
     pz = ctx.pz
     offset = pz.date_offset(mrn)
+    birth = birth_fields(patient.birthDate, offset)
+    if birth is None:
+        raise InputError("patient has no birth date", field="Patient.birthDate")
     person_id = pz.integer_id("patient", mrn)
     pseudonym = pz.patient(mrn)
-    birth = _shift(born, offset)
-    assert birth is not None
-    gender = ctx.code_of("FHIR Gender", patient.gender)
-    race_code = _omb_code(patient, _RACE_URL)
-    ethnicity_code = _omb_code(patient, _ETHNICITY_URL)
-    race = ctx.code_of("CDC Race", race_code)
-    ethnicity = ctx.code_of("CDC Race", ethnicity_code)
+    # administrative-gender is a closed value set: anything else is dropped (concept 0, NULL source)
+    gender, gender_code = ctx.code_of("FHIR Gender", patient.gender, "Patient.gender")
+    race, race_code = ctx.code_of("CDC Race", _omb_code(patient, _RACE_URL), "Patient.extension.us-core-race")
+    ethnicity, ethnicity_code = ctx.code_of(
+        "CDC Race", _omb_code(patient, _ETHNICITY_URL), "Patient.extension.us-core-ethnicity"
+    )
     out.rows.append(
         (
             "person",
             {
                 "person_id": person_id,
                 "gender_concept_id": gender.concept_id,
-                "year_of_birth": birth.year,
-                "month_of_birth": birth.month,
-                "day_of_birth": birth.day,
-                "birth_datetime": birth,
+                **birth,
                 "race_concept_id": race.concept_id,
                 "ethnicity_concept_id": ethnicity.concept_id,
                 "person_source_value": pseudonym,
-                "gender_source_value": patient.gender,
+                "gender_source_value": gender_code,
                 "gender_source_concept_id": 0,
                 "race_source_value": race_code,
                 "race_source_concept_id": 0,

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from site_node.clinical.fhir.base import EHR, MapContext, Mapped, day, period_bounds, to_datetime
+from site_node.clinical.fhir.base import EHR, MapContext, Mapped, MissingDate, day, period_bounds, to_datetime
 
 
 def map_procedure(procedure: Any, ctx: MapContext, out: Mapped) -> None:
     """Fill ``out`` with the PROCEDURE_OCCURRENCE row of a Procedure (performed date or period)."""
     out.patient_key = ctx.patient_key(procedure.subject)
     start, end = period_bounds(procedure.performedPeriod)
-    start = to_datetime(procedure.performedDateTime) or start
+    start = to_datetime(procedure.performedDateTime) or start or ctx.encounter_start(procedure.encounter)
     if start is None:
-        return
+        raise MissingDate("Procedure.performed[x]")
     match, code = ctx.code(procedure.code)
     out.rows.append(
         (

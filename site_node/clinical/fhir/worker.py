@@ -8,9 +8,11 @@ write to the database; they only read the vocabulary. Every failure is turned in
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
@@ -19,7 +21,7 @@ from sqlalchemy import create_engine
 
 from common.crypto import Pseudonymizer, sha256_hex
 from common.errors import InputError
-from site_node.clinical.fhir.base import MapContext, Mapped, source_key
+from site_node.clinical.fhir.base import MapContext, Mapped, MissingDate, source_key, to_datetime
 from site_node.clinical.fhir.condition import map_condition
 from site_node.clinical.fhir.encounter import map_encounter
 from site_node.clinical.fhir.imaging_study import map_imaging_study
@@ -44,7 +46,22 @@ MAPPERS: dict[str, Callable[[Any, MapContext, Mapped], None]] = {
 }
 #: Writers resolve references in this order (patients, then visits, then events).
 PRIORITY = {"Patient": 0, "Encounter": 1, "ImagingStudy": 3}
-BUNDLE_TYPES = {"collection", "transaction", "batch", "searchset", "transaction-response", "batch-response"}
+#: Every R4 Bundle.type: the entries' resources are read whatever the type.
+BUNDLE_TYPES = {
+    "document",
+    "message",
+    "history",
+    "searchset",
+    "collection",
+    "transaction",
+    "batch",
+    "transaction-response",
+    "batch-response",
+}
+#: Resources that are narrative / envelope only: counted as not mapped, never validated or stored.
+NARRATIVE_TYPES = frozenset({"Composition", "MessageHeader"})
+_MAX_NESTING = 3
+_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
 def priority(resource_type: str | None) -> int:
@@ -85,14 +102,18 @@ class Task:
     last: bool
     lines: list[tuple[int, bytes]] | None = None
     document: bytes | None = None
+    error: str | None = None  # the file could not be read (quarantined with this reason)
 
 
 def error_path(exc: ValidationError) -> str:
-    """The dotted field path of the first validation error (no value, no message)."""
+    """The dotted field path of the first validation error (no value, no message, no input key)."""
     errors = exc.errors(include_input=False, include_url=False)
     if not errors:
         return "resource"
-    return ".".join(str(part) for part in errors[0]["loc"]) or "resource"
+    loc = [str(part) for part in errors[0]["loc"]]
+    if errors[0].get("type") == "extra_forbidden" and loc:
+        loc[-1] = "(unknown element)"  # the name of an unknown element is input data, not schema
+    return ".".join(loc) or "resource"
 
 
 class FhirWorker:
@@ -103,19 +124,34 @@ class FhirWorker:
         db_url: the site database (read for the vocabulary only).
         mrn_system: the site's MRN identifier system.
         known_hashes: content hashes of resources already in the database (skipped unparsed).
+        medications: ``Medication/<id>`` -> its code, from the export's Medication files.
     """
 
-    def __init__(self, key: bytes, db_url: str, mrn_system: str | None, known_hashes: frozenset[str]) -> None:
+    def __init__(
+        self,
+        key: bytes,
+        db_url: str,
+        mrn_system: str | None,
+        known_hashes: frozenset[str],
+        medications: dict[str, Any] | None = None,
+    ) -> None:
         self.pz = Pseudonymizer(key)
         self.engine = create_engine(db_url, future=True)
         self.concepts = ConceptMapper(self.engine)
         self.mrn_system = mrn_system
         self.known = known_hashes
+        self.medications = medications or {}
+
+    def _context(self) -> MapContext:
+        return MapContext(self.pz, self.concepts, self.mrn_system, medications=self.medications)
 
     def run(self, task: Task) -> ChunkResult:
         """Process one task."""
         result = ChunkResult(task.file_index, task.chunk_index, task.last)
-        if task.lines is not None:
+        if task.error is not None:
+            result.read += 1
+            result.quarantined.append(Quarantined(0, task.error, "file"))
+        elif task.lines is not None:
             for position, raw in task.lines:
                 self._line(position, raw, result)
         elif task.document is not None:
@@ -126,17 +162,22 @@ class FhirWorker:
         raw = raw.strip()
         if not raw:
             return
-        result.read += 1
         sha = sha256_hex(raw)
         if sha in self.known:
+            result.read += 1
             result.unchanged += 1
             return
         try:
             obj = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
+            result.read += 1
             result.quarantined.append(Quarantined(position, "malformed_json", None, raw))
             return
-        self._resource(obj, sha, position, raw, result, MapContext(self.pz, self.concepts, self.mrn_system))
+        if isinstance(obj, dict) and obj.get("resourceType") == "Bundle":
+            self._bundle(obj, raw, position, result)  # one Bundle per line: its entries are read
+            return
+        result.read += 1
+        self._resource(obj, sha, position, raw, result, self._context())
 
     def _document(self, data: bytes, result: ChunkResult) -> None:
         try:
@@ -145,38 +186,57 @@ class FhirWorker:
             result.read += 1
             result.quarantined.append(Quarantined(0, "malformed_json", None, data))
             return
-        if not isinstance(obj, dict) or obj.get("resourceType") != "Bundle":
-            result.read += 1
-            self._resource(
-                obj, _canonical_sha(obj), 0, data, result, MapContext(self.pz, self.concepts, self.mrn_system)
-            )
+        if isinstance(obj, dict) and obj.get("resourceType") == "Bundle":
+            self._bundle(obj, data, None, result)
             return
-        if obj.get("type") not in BUNDLE_TYPES:
+        result.read += 1
+        self._resource(obj, _canonical_sha(obj), 0, data, result, self._context())
+
+    def _bundle(
+        self, obj: dict[str, Any], raw: bytes, line: int | None, result: ChunkResult, depth: int = 0
+    ) -> None:
+        """Read the entries of a Bundle of any type (``line``: its ndjson line, None for a file)."""
+        if obj.get("type") not in BUNDLE_TYPES or depth > _MAX_NESTING:
             result.read += 1
-            result.quarantined.append(Quarantined(0, "unsupported_bundle_type", "Bundle.type", data))
+            result.quarantined.append(Quarantined(line or 0, "unsupported_bundle_type", "Bundle.type", raw))
             return
-        entries = [e for e in obj.get("entry") or [] if isinstance(e, dict)]
-        ctx = MapContext(self.pz, self.concepts, self.mrn_system)
-        for entry in entries:
-            res = entry.get("resource")
-            if isinstance(res, dict) and entry.get("fullUrl") and res.get("id") and res.get("resourceType"):
-                ctx.full_urls[str(entry["fullUrl"])] = f"{res['resourceType']}/{res['id']}"
-        order = sorted(range(len(entries)), key=lambda i: priority(_type_of(entries[i].get("resource"))))
-        for index in order:
-            entry = entries[index]
-            if (entry.get("request") or {}).get("method") == "DELETE":
-                result.skipped["DELETE"] += 1
+        entries = bundle_entries(obj, result.skipped)
+        ctx = self._context()
+        local_meds: dict[str, Any] = {}
+        for entry, res in entries:
+            if not res.get("id"):
                 continue
-            res = entry.get("resource")
+            if entry.get("fullUrl"):
+                ctx.full_urls[str(entry["fullUrl"])] = f"{res['resourceType']}/{res['id']}"
+            if res["resourceType"] == "Encounter" and isinstance(res.get("period"), dict):
+                start = to_datetime(res["period"].get("start")) or to_datetime(res["period"].get("end"))
+                if start is not None:
+                    ctx.encounter_starts[f"Encounter/{res['id']}"] = start
+            if res["resourceType"] == "Medication" and isinstance(res.get("code"), dict):
+                local_meds[f"Medication/{res['id']}"] = coded(res["code"])
+        if local_meds:
+            ctx.medications = {**self.medications, **local_meds}
+        order = sorted(range(len(entries)), key=lambda i: priority(entries[i][1]["resourceType"]))
+        for index in order:
+            res = entries[index][1]
+            position = line if line is not None else index
+            if res["resourceType"] == "Bundle":
+                nested = json.dumps(res).encode()
+                self._bundle(res, nested, position, result, depth + 1)
+                continue
             result.read += 1
-            raw = json.dumps(res, sort_keys=True, separators=(",", ":")).encode()
-            sha = sha256_hex(raw)
+            if res["resourceType"] in NARRATIVE_TYPES:
+                result.skipped[res["resourceType"]] += 1  # never validated, never stored
+                continue
+            data = json.dumps(res, sort_keys=True, separators=(",", ":")).encode()
+            sha = sha256_hex(data)
             if sha in self.known:
                 result.unchanged += 1
                 continue
             ctx.unmapped = []
             ctx.codes = {}
-            self._resource(res, sha, index, raw, result, ctx)
+            ctx.invalid = []
+            self._resource(res, sha, position, data, result, ctx)
 
     def _resource(
         self, obj: Any, sha: str, position: int, raw: bytes, result: ChunkResult, ctx: MapContext
@@ -187,6 +247,9 @@ class FhirWorker:
         rtype = obj.get("resourceType") if isinstance(obj, dict) else None
         if not isinstance(rtype, str) or not rtype:
             return quarantine("missing_resource_type", "resourceType")
+        if rtype in NARRATIVE_TYPES:
+            result.skipped[rtype] += 1
+            return None
         try:
             model = get_fhir_model_class(rtype)
         except (KeyError, ValueError):
@@ -207,6 +270,8 @@ class FhirWorker:
         out = Mapped(rtype, source_key(self.pz, f"{rtype}/{resource_id}"), sha)
         try:
             mapper(resource, ctx, out)
+        except MissingDate as exc:
+            return quarantine("missing_date", exc.field)
         except InputError as exc:
             return quarantine("not_mappable", exc.field)
         if out.patient_key is None:
@@ -214,14 +279,73 @@ class FhirWorker:
         out.rows = [(table, as_list(table, row)) for table, row in out.rows]
         out.unmapped = list(ctx.unmapped)
         out.codes = {k: list(v) for k, v in ctx.codes.items()}
+        out.invalid = list(ctx.invalid)
         ctx.unmapped.clear()
         ctx.codes.clear()
+        ctx.invalid.clear()
         result.mapped.append(out)
         return None
 
 
-def _type_of(resource: Any) -> str | None:
-    return resource.get("resourceType") if isinstance(resource, dict) else None
+def entry_id(entry: dict[str, Any], resource: dict[str, Any]) -> str | None:
+    """The resource's id, else one derived from the entry's fullUrl (``urn:uuid:<id>`` or the last
+    path segment of a URL); None when neither gives a valid FHIR id."""
+    if resource.get("id"):
+        return str(resource["id"])
+    url = str(entry.get("fullUrl") or "").strip()
+    if url.startswith(("urn:uuid:", "urn:oid:")):
+        candidate = url[9:] if url.startswith("urn:uuid:") else url[8:]
+    else:
+        candidate = url.split("/_history/")[0].rstrip("/").rsplit("/", 1)[-1] if url else ""
+    return candidate if _ID.fullmatch(candidate) else None
+
+
+def bundle_entries(
+    bundle: dict[str, Any], skipped: Counter[str]
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The (entry, resource) pairs of a Bundle to read, each resource with an id.
+
+    DELETE entries and entries without a resource are counted in ``skipped``; a ``history`` Bundle
+    keeps only the newest version of each resource (entries come newest first) and a deleted
+    resource is not read. A resource with neither id nor usable fullUrl is returned without id (it
+    is quarantined as ``missing_id``).
+    """
+    out: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    seen: set[str] = set()
+    history = bundle.get("type") == "history"
+    for entry in bundle.get("entry") or []:
+        if not isinstance(entry, dict):
+            continue
+        request = entry.get("request") if isinstance(entry.get("request"), dict) else {}
+        res = entry.get("resource")
+        key = str(request.get("url") or entry.get("fullUrl") or "")
+        if isinstance(res, dict) and isinstance(res.get("resourceType"), str):
+            rid = entry_id(entry, res)
+            if rid is not None and rid != res.get("id"):
+                res = {**res, "id": rid}
+            key = f"{res['resourceType']}/{rid}" if rid else key
+        if history and key:
+            if key in seen:
+                continue
+            seen.add(key)
+        if request.get("method") == "DELETE":
+            skipped["DELETE"] += 1
+            continue
+        if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
+            skipped["Bundle.entry without resource"] += 1
+            continue
+        out.append((entry, res))
+    return out
+
+
+def coded(concept: dict[str, Any]) -> SimpleNamespace:
+    """A CodeableConcept given as JSON, in the attribute form the mappers read (codings only)."""
+    codings = [
+        SimpleNamespace(system=c.get("system"), code=str(c["code"]) if c.get("code") is not None else None)
+        for c in concept.get("coding") or []
+        if isinstance(c, dict)
+    ]
+    return SimpleNamespace(coding=codings)
 
 
 def _canonical_sha(obj: Any) -> str:
@@ -231,10 +355,16 @@ def _canonical_sha(obj: Any) -> str:
 _STATE: FhirWorker | None = None
 
 
-def init_worker(key: bytes, db_url: str, mrn_system: str | None, known_hashes: frozenset[str]) -> None:
+def init_worker(
+    key: bytes,
+    db_url: str,
+    mrn_system: str | None,
+    known_hashes: frozenset[str],
+    medications: dict[str, Any] | None = None,
+) -> None:
     """Process-pool initializer: build this process's :class:`FhirWorker`."""
     global _STATE
-    _STATE = FhirWorker(key, db_url, mrn_system, known_hashes)
+    _STATE = FhirWorker(key, db_url, mrn_system, known_hashes, medications)
 
 
 def run_task(task: Task) -> ChunkResult:

@@ -24,6 +24,7 @@ from sqlalchemy import select
 
 from common.crypto import sha256_hex
 from site_node.clinical.fhir.base import EHR, Mapped, source_key
+from site_node.clinical.fhir.codes import source_code
 from site_node.clinical.fhir.imaging_study import IMAGING_PROCEDURE_CONCEPT, imaging_procedure_id
 from site_node.clinical.fhir.writer import OmopWriter, Person
 from site_node.clinical.omop.schema import cdm_table
@@ -206,7 +207,7 @@ def _study_record(pz: Any, info: SeriesInfo, procedure_id: int, when: dt.datetim
                 "procedure_date": info.date,
                 "procedure_datetime": when,
                 "procedure_type_concept_id": EHR,
-                "procedure_source_value": info.modality,
+                "procedure_source_value": source_code(MODALITY_VOCABULARY, info.modality.upper()),
             },
         )
     )

@@ -1,0 +1,447 @@
+"""FHIR ingest fixes of the independent audit: value-set checks, Bundle shapes, gzip, dates, comparators."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from common.crypto import Pseudonymizer, load_key
+from site_node.clinical.fhir.codes import is_ucum, source_code
+from site_node.clinical.fhir.ingest import IngestSummary, ingest_fhir
+from site_node.clinical.fhir.worker import BUNDLE_TYPES, bundle_entries, entry_id
+from site_node.clinical.omop.schema import cdm_table
+from site_node.home import open_site
+from tests.site_node.clinical.conftest import observation, patient, write_ndjson
+
+TEXT = "Quillonbrassworth"  # typed text planted in code fields: must never be stored or printed
+SNOMED = "http://snomed.info/sct"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+
+
+def _rows(home: Path, table: str) -> list[dict[str, Any]]:
+    site = open_site(home, upgrade=False)
+    with site.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(select(cdm_table(table)))]
+
+
+def _ingest(home: Path, files: dict[str, bytes | list[dict[str, Any]]]) -> dict[str, Any]:
+    src = home.parent / "in"
+    for name, content in files.items():
+        path = src / name
+        if isinstance(content, bytes):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+        else:
+            write_ndjson(path, content)
+    return ingest_fhir(open_site(home), [src], workers=1).to_dict()
+
+
+def _no_text(home: Path, summary: dict[str, Any]) -> None:
+    assert TEXT.lower() not in json.dumps(summary).lower()
+    for path in home.glob("site.db*"):
+        assert TEXT.lower().encode() not in path.read_bytes().lower()
+
+
+@pytest.mark.parametrize(
+    ("vocabulary", "code", "kept"),
+    [
+        ("SNOMED", "44054006", True),
+        ("SNOMED", TEXT, False),
+        ("LOINC", "4548-4", True),
+        ("LOINC", "Hba1c", False),
+        ("RxNorm", "197361", True),
+        ("FHIR Gender", "female", True),
+        ("FHIR Gender", TEXT, False),
+        ("CDC Race", "2106-3", True),
+        ("HL7 ActCode", "AMB", True),
+        ("HL7 ActCode", "SMITH", False),
+        ("http://local.example.org/codes", "A1", False),
+        (None, "123456", False),
+    ],
+)
+def test_source_code_keeps_only_codes_of_known_vocabularies(
+    vocabulary: str | None, code: str, kept: bool
+) -> None:
+    assert (source_code(vocabulary, code) == code) is kept
+
+
+@pytest.mark.parametrize(
+    ("unit", "ok"),
+    [
+        ("mm[Hg]", True),
+        ("mg/dL", True),
+        ("10*3/uL", True),
+        ("{score}", True),
+        ("mmHg", True),
+        (TEXT, False),
+        ("{" + TEXT + "}", False),
+        ("kg per day", False),
+        ("Garcia", False),
+    ],
+)
+def test_unit_syntax(unit: str, ok: bool) -> None:
+    assert is_ucum(unit) is ok
+
+
+def test_free_text_in_code_fields_is_never_stored_or_printed(sqlite_home: Path) -> None:
+    bad_gender = patient("p1", "MRN-1", gender=TEXT)
+    cond = {
+        "resourceType": "Condition",
+        "id": "c1",
+        "subject": {"reference": "Patient/p1"},
+        "code": {"coding": [{"system": "http://local.example.org/problems", "code": TEXT}]},
+        "clinicalStatus": {"coding": [{"code": TEXT}]},
+        "onsetDateTime": "2020-01-01",
+    }
+    obs = observation("o1", "p1", "2339-0", 5.0, "mg/dL")
+    obs["valueQuantity"] = {"value": 5.0, "unit": TEXT}
+    summary = _ingest(sqlite_home, {"Patient.ndjson": [bad_gender], "Clinical.ndjson": [cond, obs]})
+    person = _rows(sqlite_home, "person")[0]
+    assert person["gender_concept_id"] == 0 and person["gender_source_value"] is None
+    assert summary["invalid_codes"] == {"Patient.gender": 1}
+    row = _rows(sqlite_home, "condition_occurrence")[0]
+    assert row["condition_source_value"] is None and row["condition_status_source_value"] is None
+    assert _rows(sqlite_home, "measurement")[0]["unit_source_value"] is None
+    assert summary["unmapped"]["by_vocabulary"]["other"] == 1
+    _no_text(sqlite_home, summary)
+
+
+def test_summary_top_codes_only_valid_codes() -> None:
+    summary = IngestSummary(unmapped_codes=Counter({"SNOMED|44054006": 2, f"SNOMED|{TEXT}": 1, "other|": 3}))
+    out = summary.to_dict()["unmapped"]
+    assert out["top_codes"] == {"SNOMED|44054006": 2}
+    assert out["by_vocabulary"] == {"SNOMED": 3, "other": 3}
+
+
+@pytest.mark.parametrize(
+    ("entry", "resource", "expected"),
+    [
+        (
+            {"fullUrl": "urn:uuid:6f1c9a52-9a43-4d0e-9c1b-1f7a4b5e0a01"},
+            {},
+            "6f1c9a52-9a43-4d0e-9c1b-1f7a4b5e0a01",
+        ),
+        ({"fullUrl": "https://ehr.example.org/fhir/Patient/123/_history/2"}, {}, "123"),
+        ({"fullUrl": "urn:uuid:x"}, {"id": "own"}, "own"),
+        ({}, {}, None),
+    ],
+)
+def test_entry_id(entry: dict[str, Any], resource: dict[str, Any], expected: str | None) -> None:
+    assert entry_id(entry, resource) == expected
+
+
+def test_history_bundle_keeps_newest_version_and_honours_delete() -> None:
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "history",
+        "entry": [
+            {
+                "fullUrl": "http://x/Condition/c1",
+                "resource": {"resourceType": "Condition", "id": "c1", "v": 2},
+                "request": {"method": "PUT", "url": "Condition/c1"},
+            },
+            {
+                "fullUrl": "http://x/Condition/c1",
+                "resource": {"resourceType": "Condition", "id": "c1", "v": 1},
+                "request": {"method": "POST", "url": "Condition"},
+            },
+            {"request": {"method": "DELETE", "url": "Condition/c2"}},
+            {
+                "fullUrl": "http://x/Condition/c2",
+                "resource": {"resourceType": "Condition", "id": "c2"},
+                "request": {"method": "POST", "url": "Condition"},
+            },
+        ],
+    }
+    skipped: Counter[str] = Counter()
+    entries = bundle_entries(bundle, skipped)
+    assert [res.get("v") for _, res in entries] == [2]
+    assert skipped["DELETE"] == 1
+
+
+@pytest.mark.parametrize("bundle_type", sorted(BUNDLE_TYPES))
+def test_every_bundle_type_is_read(sqlite_home: Path, bundle_type: str) -> None:
+    pat_url = "urn:uuid:6f1c9a52-9a43-4d0e-9c1b-1f7a4b5e0a01"
+    pat = patient("ignored", "MRN-7")
+    del pat["id"]
+    cond = {
+        "resourceType": "Condition",
+        "subject": {"reference": pat_url},
+        "onsetDateTime": "2020-01-01",
+        "code": {"coding": [{"system": SNOMED, "code": "44054006"}]},
+    }
+    header = {
+        "resourceType": "MessageHeader",
+        "id": "h1",
+        "eventCoding": {"code": "x"},
+        "source": {"endpoint": "http://x"},
+        "text": {"status": "generated", "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{TEXT}</div>'},
+    }
+    entries = [
+        {"fullUrl": "urn:uuid:0b6f2f1e-3e0c-4a7c-8d4e-5b2a9f6c1d09", "resource": header},
+        {"fullUrl": pat_url, "resource": pat},
+        {"fullUrl": "urn:uuid:0b6f2f1e-3e0c-4a7c-8d4e-5b2a9f6c1d03", "resource": cond},
+    ]
+    bundle = {"resourceType": "Bundle", "type": bundle_type, "entry": entries}
+    summary = _ingest(sqlite_home, {"bundle.json": json.dumps(bundle).encode()})
+    assert summary["rows"].get("person") == 1
+    assert summary["rows"].get("condition_occurrence") == 1
+    assert summary["quarantined"]["total"] == 0
+    assert summary["not_mapped_types"] == {"MessageHeader": 1}
+    _no_text(sqlite_home, summary)
+
+
+def test_gzip_files_and_bundle_lines(sqlite_home: Path) -> None:
+    pat = json.dumps(patient("p1", "MRN-1")).encode() + b"\n"
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {"resource": observation("o1", "p1", "2339-0", 5.0, "mg/dL")},
+            {"resource": observation("o2", "p1", "8480-6", 120.0, "mm[Hg]")},
+        ],
+    }
+    summary = _ingest(
+        sqlite_home,
+        {
+            "Patient.ndjson.gz": gzip.compress(pat),
+            "Observation.ndjson": [bundle],
+            "broken.ndjson.gz": b"not gzip at all",
+            "README.txt": b"export notes",
+        },
+    )
+    assert summary["rows"]["person"] == 1
+    assert summary["rows"]["measurement"] == 2
+    assert summary["quarantined"]["by_reason"] == {"unreadable_file": 1}
+    assert summary["files_ignored"] == 1
+
+
+def test_medication_references_are_followed(sqlite_home: Path) -> None:
+    contained = {
+        "resourceType": "MedicationRequest",
+        "id": "mr1",
+        "status": "active",
+        "intent": "order",
+        "contained": [
+            {
+                "resourceType": "Medication",
+                "id": "m",
+                "code": {"coding": [{"system": RXNORM, "code": "197361"}]},
+            }
+        ],
+        "medicationReference": {"reference": "#m"},
+        "subject": {"reference": "Patient/p1"},
+        "authoredOn": "2021-01-01",
+    }
+    separate = {
+        **contained,
+        "id": "mr2",
+        "contained": None,
+        "medicationReference": {"reference": "Medication/m9"},
+    }
+    del separate["contained"]
+    medication = {
+        "resourceType": "Medication",
+        "id": "m9",
+        "code": {"coding": [{"system": RXNORM, "code": "860975"}]},
+    }
+    _ingest(
+        sqlite_home,
+        {
+            "Patient.ndjson": [patient("p1", "MRN-1")],
+            "Medication.ndjson": [medication],
+            "MedicationRequest.ndjson": [contained, separate],
+        },
+    )
+    assert {r["drug_source_value"] for r in _rows(sqlite_home, "drug_exposure")} == {"197361", "860975"}
+
+
+UNDATED: list[tuple[dict[str, Any], str | None]] = [
+    (
+        {
+            "resourceType": "Condition",
+            "id": "c1",
+            "subject": {"reference": "Patient/p1"},
+            "onsetString": "youth",
+            "code": {"coding": [{"system": SNOMED, "code": "44054006"}]},
+        },
+        "Condition.onset[x]",
+    ),
+    (
+        {
+            "resourceType": "Condition",
+            "id": "c2",
+            "subject": {"reference": "Patient/p1"},
+            "onsetString": "youth",
+            "recordedDate": "2020-02-02",
+            "code": {"coding": [{"system": SNOMED, "code": "44054006"}]},
+        },
+        None,
+    ),
+    (
+        {
+            "resourceType": "MedicationRequest",
+            "id": "m1",
+            "status": "active",
+            "intent": "order",
+            "subject": {"reference": "Patient/p1"},
+            "medicationCodeableConcept": {"text": "x"},
+        },
+        "MedicationRequest.authoredOn",
+    ),
+    (
+        {
+            "resourceType": "MedicationRequest",
+            "id": "m2",
+            "status": "active",
+            "intent": "order",
+            "subject": {"reference": "Patient/p1"},
+            "medicationCodeableConcept": {"text": "x"},
+            "dosageInstruction": [{"timing": {"repeat": {"boundsPeriod": {"start": "2020-03-03"}}}}],
+        },
+        None,
+    ),
+    (
+        {
+            "resourceType": "MedicationRequest",
+            "id": "m3",
+            "status": "active",
+            "intent": "order",
+            "subject": {"reference": "Patient/p1"},
+            "medicationCodeableConcept": {"text": "x"},
+            "dispenseRequest": {"validityPeriod": {"start": "2020-03-03"}},
+        },
+        None,
+    ),
+    (
+        {
+            "resourceType": "Encounter",
+            "id": "e1",
+            "status": "planned",
+            "subject": {"reference": "Patient/p1"},
+            "class": {"code": "AMB"},
+        },
+        "Encounter.period",
+    ),
+    (
+        {
+            "resourceType": "Observation",
+            "id": "o1",
+            "status": "final",
+            "subject": {"reference": "Patient/p1"},
+            "code": {"text": "x"},
+        },
+        "Observation.effective[x]",
+    ),
+    (
+        {
+            "resourceType": "Procedure",
+            "id": "pr1",
+            "status": "completed",
+            "subject": {"reference": "Patient/p1"},
+        },
+        "Procedure.performed[x]",
+    ),
+    (
+        {
+            "resourceType": "Immunization",
+            "id": "i1",
+            "status": "completed",
+            "patient": {"reference": "Patient/p1"},
+            "vaccineCode": {"text": "x"},
+            "occurrenceString": "as a child",
+        },
+        "Immunization.occurrence[x]",
+    ),
+]
+
+
+@pytest.mark.parametrize(("resource", "field"), UNDATED, ids=[r["id"] for r, _ in UNDATED])
+def test_undated_resources_use_fallbacks_or_are_quarantined(
+    sqlite_home: Path, resource: dict[str, Any], field: str | None
+) -> None:
+    summary = _ingest(sqlite_home, {"Patient.ndjson": [patient("p1", "MRN-1")], "Other.ndjson": [resource]})
+    events = sum(v for k, v in summary["rows"].items() if k not in ("person", "death"))
+    if field is None:
+        assert events == 1 and summary["quarantined"]["total"] == 0
+    else:
+        assert events == 0
+        assert summary["quarantined"]["by_reason"] == {"missing_date": 1}
+        assert summary["quarantined"]["by_field"] == {field: 1}
+
+
+@pytest.mark.parametrize(
+    ("birth", "month", "day"), [("1970", False, False), ("1970-03", True, False), ("1970-03-05", True, True)]
+)
+def test_birth_date_precision_kept(sqlite_home: Path, birth: str, month: bool, day: bool) -> None:
+    _ingest(sqlite_home, {"Patient.ndjson": [patient("p1", "MRN-1", birth=birth)]})
+    person = _rows(sqlite_home, "person")[0]
+    offset = Pseudonymizer(load_key(sqlite_home / "phi" / "site.key")).date_offset("MRN-1")
+    anchor = {"1970": dt.date(1970, 7, 2), "1970-03": dt.date(1970, 3, 15)}.get(birth, dt.date(1970, 3, 5))
+    assert person["year_of_birth"] == (anchor + dt.timedelta(days=offset)).year
+    assert (person["month_of_birth"] is not None) is month
+    assert (person["day_of_birth"] is not None) is day
+    assert (person["birth_datetime"] is not None) is day
+
+
+@pytest.mark.parametrize(
+    ("comparator", "concept"), [("<", 4171756), ("<=", 4171754), (">=", 4171755), (">", 4172704)]
+)
+def test_quantity_comparator_maps_to_operator(sqlite_home: Path, comparator: str, concept: int) -> None:
+    obs = observation("o1", "p1", "2339-0", 14.0, "mg/dL")
+    obs["valueQuantity"]["comparator"] = comparator
+    _ingest(sqlite_home, {"Patient.ndjson": [patient("p1", "MRN-1")], "Observation.ndjson": [obs]})
+    row = _rows(sqlite_home, "measurement")[0]
+    assert row["operator_concept_id"] == concept
+    assert row["value_as_number"] == 14.0
+    assert row["value_source_value"] == f"{comparator}14"
+
+
+def test_unknown_element_name_is_not_reported(sqlite_home: Path) -> None:
+    """An unknown JSON key is input data (it may be a name): the field path hides it."""
+    bad = patient("p1", "MRN-1")
+    bad["name"][0][TEXT] = "x"
+    summary = _ingest(sqlite_home, {"Patient.ndjson": [bad]})
+    assert summary["quarantined"]["by_field"] == {"Patient.name.0.(unknown element)": 1}
+    reasons = "".join(p.read_text() for p in (sqlite_home / "quarantine").rglob("*.reasons.ndjson"))
+    assert TEXT.lower() not in reasons.lower()
+    _no_text(sqlite_home, summary)
+
+
+def test_undated_condition_takes_its_encounter_date_inside_a_bundle(sqlite_home: Path) -> None:
+    enc_url = "urn:uuid:0b6f2f1e-3e0c-4a7c-8d4e-5b2a9f6c1d02"
+    enc = {
+        "resourceType": "Encounter",
+        "status": "finished",
+        "class": {"code": "AMB"},
+        "subject": {"reference": "Patient/p1"},
+        "period": {"start": "2023-03-01T10:00:00Z"},
+    }
+    cond = {
+        "resourceType": "Condition",
+        "id": "c1",
+        "subject": {"reference": "Patient/p1"},
+        "encounter": {"reference": enc_url},
+        "onsetString": "recently",
+        "code": {"coding": [{"system": SNOMED, "code": "44054006"}]},
+    }
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"fullUrl": enc_url, "resource": enc}, {"resource": cond}],
+    }
+    summary = _ingest(
+        sqlite_home, {"Patient.ndjson": [patient("p1", "MRN-1")], "b.json": json.dumps(bundle).encode()}
+    )
+    assert summary["quarantined"]["total"] == 0
+    visit = _rows(sqlite_home, "visit_occurrence")[0]
+    row = _rows(sqlite_home, "condition_occurrence")[0]
+    assert row["condition_start_date"] == visit["visit_start_date"]
+    assert row["visit_occurrence_id"] == visit["visit_occurrence_id"]
