@@ -34,6 +34,7 @@ bench:
 	$(BIN)/python benchmarks/deid_bench.py
 	$(BIN)/python benchmarks/fhir_bench.py
 	$(BIN)/python benchmarks/catalog_bench.py
+	$(BIN)/python benchmarks/fl_bench.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
