@@ -6,14 +6,12 @@ Errors are translated to messages and exit codes in one place, :func:`main`.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from common.errors import PlatformError
-from common.logging import configure_logging
+from common.cli import run_app
 
 app = typer.Typer(
     name="central-hub",
@@ -257,25 +255,4 @@ _register_optional()
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning platform errors into a message and an exit code."""
-    configure_logging("WARNING")
-    try:
-        app(args=argv, standalone_mode=False)
-    except PlatformError as exc:
-        if "--json" in (argv if argv is not None else sys.argv):
-            typer.echo(json.dumps(exc.to_dict()), err=True)
-        else:
-            where = f" [{exc.field}]" if exc.field else ""
-            typer.echo(f"error{where}: {exc.public_message}", err=True)
-        raise SystemExit(exc.exit_code) from None
-    except typer.Exit as exc:
-        raise SystemExit(exc.exit_code) from None
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        raise SystemExit(130) from None
-    except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            raise SystemExit(exc.exit_code) from None
-        raise
+    run_app(app, argv, debug_env="HUB_DEBUG")

@@ -13,9 +13,11 @@ from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy import DateTime, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+from common.database import create_platform_engine
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -44,23 +46,10 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
-
-
 @lru_cache(maxsize=16)
 def get_engine(url: str) -> Engine:
-    """An engine for the hub database (SQLite: foreign keys, WAL, busy timeout)."""
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    """An engine for the hub database (see :func:`common.database.create_platform_engine`)."""
+    return create_platform_engine(url, pool_size=10, max_overflow=20)
 
 
 @lru_cache(maxsize=16)

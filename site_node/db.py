@@ -24,9 +24,9 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    create_engine,
-    event,
 )
+
+from common.database import create_platform_engine
 
 site_metadata = MetaData()
 
@@ -97,25 +97,10 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
-
-
 @lru_cache(maxsize=16)
 def get_engine(url: str) -> Engine:
-    """An engine for the site database; SQLite gets foreign keys, WAL and a busy timeout."""
-    # hide_parameters: a database error must never print row values (they may be PHI) in a traceback
-    if url.startswith("sqlite"):
-        engine = create_engine(url, future=True, hide_parameters=True)
-        event.listen(engine, "connect", _sqlite_pragmas)
-    else:
-        engine = create_engine(url, future=True, pool_pre_ping=True, hide_parameters=True)
-    return engine
+    """An engine for the site database (see :func:`common.database.create_platform_engine`)."""
+    return create_platform_engine(url)
 
 
 def upgrade_database(url: str) -> None:
