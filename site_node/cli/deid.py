@@ -45,6 +45,8 @@ def deid(
                            retry_quarantined=retry_quarantined)
     typer.echo(f"files seen: {summary.files_seen}  written: {summary.written}  "
                f"skipped (already done): {summary.skipped}  quarantined: {summary.quarantined_total}")
+    if summary.duplicates:
+        typer.echo(f"  skipped as duplicates (same content under another name): {summary.duplicates}")
     for reason, n in summary.quarantined.items():
         typer.echo(f"  quarantined {reason}: {n}")
     typer.echo(f"output: {summary.out_dir}  (profile PS3.15 {summary.profile_edition}, run {summary.run_id})")

@@ -22,9 +22,10 @@ from common.config import DeidOptions
 from common.crypto import Pseudonymizer
 from common.errors import InputError
 from site_node.deid import profile as P
+from site_node.deid.codes import standard_meaning
 from site_node.deid.dates import shift_value
 from site_node.deid.profile import Plan, build_plan
-from site_node.deid.raw import apply_raw
+from site_node.deid.raw import apply_raw, class_uid
 from site_node.deid.vocabulary import clean_text, load_vocabulary
 from site_node.deid.writer import register_static
 
@@ -176,6 +177,14 @@ def _uid(ds: Dataset, tag: int, ctx: DeidContext, depth: int) -> None:
     _set_values(elem, [ctx.new_uid(str(v)) for v in _values(elem)])
 
 
+def _class_uid(ds: Dataset, tag: int, ctx: DeidContext, depth: int) -> None:
+    elem = ds[tag]
+    if elem.VR != "UI":
+        del ds[tag]
+        return
+    _set_values(elem, [class_uid(str(v).strip().rstrip("\x00"), ctx) for v in _values(elem)])
+
+
 def _shift(ds: Dataset, tag: int, ctx: DeidContext, depth: int) -> None:
     elem = ds[tag]
     if elem.VR not in ("DA", "DT", "TM", "SH", "LO", "CS"):
@@ -190,6 +199,19 @@ def _clean(ds: Dataset, tag: int, ctx: DeidContext, depth: int) -> None:
         del ds[tag]
         return
     _set_values(elem, [clean_text(str(v), ctx.vocab) for v in _values(elem)])
+
+
+def _code_meaning(ds: Dataset, tag: int, ctx: DeidContext, depth: int) -> None:
+    elem = ds[tag]
+    if elem.VR not in _TEXT_VRS or elem.VR in ("PN", "UR"):
+        del ds[tag]
+        return
+    scheme = _text(ds, "CodingSchemeDesignator")
+    code = _text(ds, "CodeValue") or _text(ds, "LongCodeValue")
+    meaning = standard_meaning(scheme, code)
+    if meaning is None:  # a local code: its meaning is free text; the code itself is kept anyway
+        meaning = clean_text(str(elem.value or ""), ctx.vocab) or code
+    elem.value = meaning
 
 
 def _device(ds: Dataset, tag: int, ctx: DeidContext, depth: int) -> None:
@@ -232,9 +254,10 @@ def _accession(ds: Dataset, tag: int, ctx: DeidContext, depth: int) -> None:
 
 _Handler = Callable[[Dataset, int, DeidContext, int], None]
 HANDLERS: dict[str, _Handler] = {
-    P.ZERO: _zero, P.DUMMY: _dummy, P.UID: _uid, P.SHIFT: _shift, P.CLEAN_TEXT: _clean,
-    P.DEVICE: _device, P.RECURSE: _recurse, P.PATIENT_ID: _patient_id, P.PATIENT_NAME: _patient_name,
-    P.ACCESSION: _accession,
+    P.ZERO: _zero, P.DUMMY: _dummy, P.UID: _uid, P.CLASS_UID: _class_uid, P.SHIFT: _shift,
+    P.CLEAN_TEXT: _clean,
+    P.DEVICE: _device, P.CODE_MEANING: _code_meaning, P.RECURSE: _recurse, P.PATIENT_ID: _patient_id,
+    P.PATIENT_NAME: _patient_name, P.ACCESSION: _accession,
 }
 
 

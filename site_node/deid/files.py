@@ -47,7 +47,7 @@ _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 class FileResult:
     """What happened to one input file (no data values, only pseudonyms and tag names)."""
 
-    source_name: str
+    source_name: str  # keyed pseudonym of the path relative to SRC (see source_pseudonym), never the path
     content_sha256: str
     outcome: str  # written | quarantined | skipped
     reason: str | None = None
@@ -191,27 +191,44 @@ def deidentify_bytes(raw: bytes, ctx: DeidContext) -> tuple[bytes, Path, str, di
     return data, rel, result.patient_pseudonym, result.originals
 
 
-def quarantine(raw: bytes, sha: str, error: QuarantineError, quarantine_dir: Path, stage: str) -> str:
-    """Copy the input under the quarantine folder with a JSON reason file (tag names, never values)."""
+def quarantine(raw: bytes, sha: str, error: QuarantineError, quarantine_dir: Path, stage: str,
+               source: str = "") -> str:
+    """Copy the input under the quarantine folder with a JSON reason file (tag names, never values).
+
+    ``source`` is the keyed pseudonym of the file's name (a name may carry a patient's name or MRN).
+    """
     base = quarantine_dir / stage / sha[:32]
     atomic_write(base.with_suffix(".bin"), raw)
     reason = {"reason": error.reason, "message": error.public_message, "field": error.field,
-              "content_sha256": sha, "stage": stage}
+              "content_sha256": sha, "stage": stage, "source": source}
     atomic_write(base.with_suffix(".json"), json.dumps(reason, sort_keys=True).encode())
     return str(base.with_suffix(".bin"))
 
 
+def source_pseudonym(ctx: DeidContext, source_name: str) -> str:
+    """The keyed pseudonym that stands for a source path in the journal and quarantine files.
+
+    Export folders name files after patients (names, MRN, accession), so the path itself is PHI; the
+    FHIR stage uses the same ``other`` namespace and ``file:`` prefix.
+    """
+    return ctx.pz.pseudonym("other", f"file:{source_name}")
+
+
 def process_file(path: Path, source_name: str, ctx: DeidContext, out_dir: Path, quarantine_dir: Path,
                  done: frozenset[str] | set[str], stage: str = "dicom") -> FileResult:
-    """Handle one input file end to end; never raises for bad input."""
+    """Handle one input file end to end; never raises for bad input.
+
+    The result names the file only by :func:`source_pseudonym` of ``source_name``.
+    """
+    label = source_pseudonym(ctx, source_name)
     try:
         raw = path.read_bytes()
     except OSError:  # journaled under a name-derived key: the content could not be hashed
-        key = sha256_hex(b"unreadable-file\x00" + source_name.encode("utf-8", "replace"))
-        return FileResult(source_name, key, "quarantined", "unreadable_file", "the file could not be read")
+        key = sha256_hex(b"unreadable-file\x00" + label.encode("ascii"))
+        return FileResult(label, key, "quarantined", "unreadable_file", "the file could not be read")
     sha = sha256_hex(raw)
     if sha in done:
-        return FileResult(source_name, sha, "skipped")
+        return FileResult(label, sha, "skipped")
     try:
         try:
             data, rel, pseudonym, originals = deidentify_bytes(raw, ctx)
@@ -220,10 +237,10 @@ def process_file(path: Path, source_name: str, ctx: DeidContext, out_dir: Path, 
         except Exception as exc:  # never let one file stop the run
             raise QuarantineError("unexpected_error", f"unexpected {type(exc).__name__}") from None
     except QuarantineError as exc:
-        where = quarantine(raw, sha, exc, quarantine_dir, stage)
-        return FileResult(source_name, sha, "quarantined", exc.reason, exc.field, where)
+        where = quarantine(raw, sha, exc, quarantine_dir, stage, label)
+        return FileResult(label, sha, "quarantined", exc.reason, exc.field, where)
     atomic_write(out_dir / rel, data)
-    return FileResult(source_name, sha, "written", output_path=str(rel), patient_pseudonym=pseudonym,
+    return FileResult(label, sha, "written", output_path=str(rel), patient_pseudonym=pseudonym,
                       reid=_reid(ctx, pseudonym, originals))
 
 

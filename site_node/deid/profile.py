@@ -34,6 +34,8 @@ RECURSE = "R"  # keep a sequence and handle its items with the same plan
 SHIFT = "S"  # date/time: shift by the patient's offset (Retain Longitudinal Modified Dates)
 CLEAN_TEXT = "C"  # Clean Descriptors: keep vocabulary tokens only
 DEVICE = "V"  # AE titles under Retain Device Identity: keyed device pseudonym
+CLASS_UID = "L"  # SOP Class UIDs: registry UIDs kept, any other (private, junk) remapped
+CODE_MEANING = "M"  # CodeMeaning: the standard meaning of a known code, else Clean Descriptors
 PATIENT_ID = "PID"
 PATIENT_NAME = "PNAME"
 ACCESSION = "ACC"
@@ -135,6 +137,37 @@ def load_table(path: Path | None = None) -> ProfileTable:
     return ProfileTable(_parse_rows(raw, str(path)), _edition_for(Path(path)), Path(path).name)
 
 
+#: Safe-list attributes whose free text is kept as is: the code itself (not its meaning).
+CODED_VALUES = frozenset({0x00080100, 0x00080102, 0x00080103, 0x00080119})  # Code/Scheme/Version/Long
+#: Safe-list CS attributes whose values are free to choose (defined terms that sites extend, labels):
+#: checked against the vocabulary like descriptors. Other CS values are enumerated by the standard.
+FREE_TEXT_CS = frozenset({0x00180015, 0x00700080})  # BodyPartExamined, ContentLabel
+FREE_TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "PN"})
+_CODE_MEANING_TAG = 0x00080104
+_CLASS_UID_TAGS = frozenset({0x00080016, 0x00081150})  # SOPClassUID, ReferencedSOPClassUID
+
+
+def safe_action(tag: int) -> str:
+    """The action for an attribute kept by the safe list: free text is cleaned, never copied.
+
+    Every text value a person can type (VR LO/SH/ST/LT/UT/UC/PN and the free CS attributes) goes
+    through Clean Descriptors; code values are kept and code meanings get their standard text.
+    """
+    if tag == _CODE_MEANING_TAG:
+        return CODE_MEANING
+    if tag in _CLASS_UID_TAGS:
+        return CLASS_UID
+    if tag in CODED_VALUES:
+        return KEEP
+    if tag in FREE_TEXT_CS:
+        return CLEAN_TEXT
+    try:
+        vr = dictionary_VR(tag)
+    except KeyError:
+        return REMOVE
+    return CLEAN_TEXT if vr in FREE_TEXT_VRS else KEEP
+
+
 @lru_cache(maxsize=1)
 def load_safe_attributes() -> frozenset[int]:
     """The allow-list of safe attributes (tags) shipped as data.
@@ -200,7 +233,7 @@ def applied_option_names(options: DeidOptions) -> tuple[str, ...]:
 def build_plan(options: DeidOptions) -> Plan:
     """The ``tag -> action`` dict for ``options`` (table actions over the safe allow-list)."""
     table = load_table(options.profile_table)
-    actions: dict[int, str] = dict.fromkeys(load_safe_attributes(), KEEP)
+    actions: dict[int, str] = {tag: safe_action(tag) for tag in load_safe_attributes()}
     for row in table.rows:
         action = resolve_row(row, options)
         for tag in _row_tags(row):

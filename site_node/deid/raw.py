@@ -17,6 +17,7 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 
 from site_node.deid import profile as P
+from site_node.deid.codes import standard_meaning
 from site_node.deid.dates import shift_value
 from site_node.deid.vocabulary import clean_text
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from site_node.deid.engine import DeidContext
 
 UNDEFINED = 0xFFFFFFFF
+REGISTRY_ROOT = "1.2.840.10008."
 _SINGLE = frozenset({"LT", "ST", "UT", "UR"})  # backslash is text, not a value separator
 _CLEANABLE = frozenset({"AE", "CS", "LO", "LT", "SH", "ST", "UC", "UT", "AS"})
 _DUMMY_TEXT = frozenset({"AE", "CS", "LO", "LT", "SH", "ST", "UC", "UT", "PN"})
@@ -46,6 +48,15 @@ def _vr_of(tag: int) -> str:
 
 def _uid(values: list[str], vr: str, ctx: DeidContext) -> list[str] | None:
     return [ctx.new_uid(v) for v in values] if vr == "UI" else None
+
+
+def class_uid(value: str, ctx: DeidContext) -> str:
+    """A registry SOP Class UID as is; a private or malformed one (it may carry an org root) remapped."""
+    return value if value.startswith(REGISTRY_ROOT) or not value else ctx.new_uid(value)
+
+
+def _class_uid(values: list[str], vr: str, ctx: DeidContext) -> list[str] | None:
+    return [class_uid(v, ctx) for v in values] if vr == "UI" else None
 
 
 def _shift(values: list[str], vr: str, ctx: DeidContext) -> list[str] | None:
@@ -93,7 +104,8 @@ def _accession(values: list[str], vr: str, ctx: DeidContext) -> list[str] | None
 
 
 RULES: dict[str, _Rule] = {
-    P.UID: _uid, P.SHIFT: _shift, P.CLEAN_TEXT: _clean, P.DEVICE: _device, P.DUMMY: _dummy,
+    P.UID: _uid, P.CLASS_UID: _class_uid, P.SHIFT: _shift, P.CLEAN_TEXT: _clean, P.DEVICE: _device,
+    P.DUMMY: _dummy,
     P.PATIENT_ID: _patient_id, P.PATIENT_NAME: _patient_name, P.ACCESSION: _accession,
 }
 
@@ -103,6 +115,34 @@ def _encode(values: list[str], vr: str) -> bytes:
     if len(data) % 2:
         data += b"\x00" if vr == "UI" else b" "
     return data
+
+
+def _sibling_text(elements: dict[int, Any], tag: int) -> str | None:
+    """The text of another element of the same item without decoding it; None when not plain ASCII."""
+    elem = elements.get(tag)
+    if elem is None:
+        return ""
+    if not isinstance(elem, RawDataElement):
+        return str(elem.value or "").strip(" \x00")
+    data = elem.value or b""
+    return data.decode("ascii").strip(" \x00") if data.isascii() else None
+
+
+def _code_meaning(elements: dict[int, Any], tag: int, elem: RawDataElement, ctx: DeidContext) -> bool:
+    """CodeMeaning from the code (standard schemes) or cleaned (local codes), on the raw bytes."""
+    data = elem.value or b""
+    scheme = _sibling_text(elements, 0x00080102)
+    code = _sibling_text(elements, 0x00080100) or _sibling_text(elements, 0x00080119)
+    if not data.isascii() or scheme is None or code is None:
+        return False
+    meaning = standard_meaning(scheme, code)
+    if meaning is None:
+        meaning = clean_text(data.decode("ascii").strip(" \x00"), ctx.vocab) or code
+    if not meaning.isascii():
+        return False
+    encoded = _encode([meaning], "LO")
+    elements[tag] = elem._replace(value=encoded, length=len(encoded))
+    return True
 
 
 def apply_raw(ds: Dataset, tag: int, action: str, ctx: DeidContext) -> bool:
@@ -115,6 +155,8 @@ def apply_raw(ds: Dataset, tag: int, action: str, ctx: DeidContext) -> bool:
     if action == P.ZERO and vr != "SQ" and " or " not in vr:
         elements[tag] = elem._replace(value=b"", length=0)
         return True
+    if action == P.CODE_MEANING:
+        return vr in ("LO", "UC") and _code_meaning(elements, tag, elem, ctx)
     rule = RULES.get(action)
     data = elem.value or b""
     if rule is None or vr not in _STRING_VRS or not data.isascii():

@@ -9,8 +9,8 @@ same bytes at the same path.
 
 from __future__ import annotations
 
+import functools
 import logging
-import multiprocessing
 import os
 import time
 from collections import Counter
@@ -19,16 +19,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Engine, delete, func, insert, select, update
 
 from common import __version__
 from common.config import DeidOptions
-from common.crypto import Pseudonymizer
+from common.crypto import Pseudonymizer, sha256_hex
 from common.errors import InputError
 from site_node.audit import audited_run
 from site_node.db import ingest_journal, utcnow
-from site_node.deid.engine import DeidContext
-from site_node.deid.files import TMP_MARK, FileResult, process_file
+from site_node.deid.engine import DeidContext, QuarantineError
+from site_node.deid.files import TMP_MARK, FileResult, process_file, quarantine
+from site_node.deid.pool import pool_results
 from site_node.deid.profile import load_table
 from site_node.home import SiteContext
 from site_node.reid import ReidTable
@@ -46,6 +47,7 @@ class DeidSummary:
     files_seen: int = 0
     written: int = 0
     skipped: int = 0
+    duplicates: int = 0
     quarantined: dict[str, int] = field(default_factory=dict)
     out_dir: str = ""
     workers: int = 1
@@ -153,6 +155,8 @@ class _Recorder:
             self.reid_rows = []
         if not self.rows:
             return
+        # one row per content hash (the caller already skips duplicates; this keeps a batch insertable)
+        self.rows = list({row["content_sha256"]: row for row in self.rows}.values())
         with self.engine.begin() as conn:
             for row in self.rows:
                 conn.execute(delete(ingest_journal).where(
@@ -162,15 +166,47 @@ class _Recorder:
         self.rows = []
 
 
+def scrub_source_names(engine: Engine, stage: str, pz: Pseudonymizer) -> int:
+    """Replace raw source paths journaled by older versions with their keyed pseudonyms.
+
+    Returns:
+        How many rows were rewritten.
+    """
+    is_pseudonym = (func.length(ingest_journal.c.source_name) == 16) & ingest_journal.c.source_name.like("O%")
+    query = select(ingest_journal.c.id, ingest_journal.c.source_name).where(
+        ingest_journal.c.stage == stage, ~is_pseudonym)
+    with engine.begin() as conn:
+        rows = conn.execute(query).all()
+        for row_id, name in rows:
+            conn.execute(update(ingest_journal).where(ingest_journal.c.id == row_id).values(
+                source_name=pz.pseudonym("other", f"file:{name}")))
+    return len(rows)
+
+
+def _crashed(item: tuple[Path, str], pz: Pseudonymizer, qdir: Path, stage: str) -> FileResult:
+    """The result of a file whose worker process died even when it ran alone: quarantined."""
+    path, name = item
+    label = pz.pseudonym("other", f"file:{name}")
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        key = sha256_hex(b"unreadable-file\x00" + label.encode("ascii"))
+        return FileResult(label, key, "quarantined", "unreadable_file", "the file could not be read")
+    sha = sha256_hex(raw)
+    error = QuarantineError("worker_crashed", "the worker process died on this file")
+    where = quarantine(raw, sha, error, qdir, stage, label)
+    return FileResult(label, sha, "quarantined", error.reason, None, where)
+
+
 def _results(items: list[tuple[Path, str]], workers: int, init_args: tuple[Any, ...]) -> Iterator[FileResult]:
     if workers <= 1:
         _init_worker(*init_args)
         for item in items:
             yield _work(item)
         return
-    chunk = max(1, min(16, len(items) // (workers * 8) or 1))
-    with multiprocessing.get_context("fork").Pool(workers, _init_worker, init_args) as pool:
-        yield from pool.imap_unordered(_work, items, chunksize=chunk)
+    pz, qdir, stage = init_args[0], init_args[3], init_args[5]
+    yield from pool_results(items, workers, _work, _init_worker, init_args,
+                            functools.partial(_crashed, pz=pz, qdir=qdir, stage=stage))
 
 
 def run_deid(
@@ -214,23 +250,30 @@ def run_deid(
     with audited_run(site.engine, "deid", params) as record:
         summary = DeidSummary(run_id=record.run_id, out_dir=str(out_dir), workers=workers,
                               anonymize=anonymize, profile_edition=edition)
+        scrub_source_names(site.engine, stage, pz)
         done = _done_hashes(site.engine, stage, retry_quarantined)
         recorder = _Recorder(site.engine, stage, record.run_id, reid)
         reasons: Counter[str] = Counter()
         patients: set[str] = set()
+        seen: set[str] = set()  # content hashes handled in this run: identical copies are duplicates
         started = time.perf_counter()
         init_args = (pz, options, out_dir, settings.quarantine_dir, done, stage)
         try:
             for index, result in enumerate(_results(items, workers, init_args), start=1):
                 summary.files_seen += 1
-                if result.outcome == "written":
+                if result.outcome != "skipped" and result.content_sha256 in seen:
+                    summary.skipped += 1  # the same bytes under another name: already handled
+                    summary.duplicates += 1
+                elif result.outcome == "written":
                     summary.written += 1
                     patients.add(result.patient_pseudonym or "")
                 elif result.outcome == "skipped":
                     summary.skipped += 1
                 else:
                     reasons[result.reason or "unknown"] += 1
-                recorder.add(result)
+                if result.content_sha256 not in seen:
+                    seen.add(result.content_sha256)
+                    recorder.add(result)
                 if progress is not None:
                     progress(index, len(items))
         finally:

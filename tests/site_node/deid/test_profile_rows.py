@@ -148,7 +148,12 @@ def test_row_action(tag: int, vr: str, name: str, deidentified: tuple[Dataset, D
     ("ReferringPhysicianName", P.ZERO), ("OtherPatientIDs", P.REMOVE), ("StudyInstanceUID", P.UID),
     ("SourceImageSequence", P.RECURSE), ("StationAETitle", P.DEVICE), ("PatientSex", P.KEEP),
     ("DeviceSerialNumber", P.KEEP), ("OperatorsName", P.ZERO), ("ProtocolName", P.CLEAN_TEXT),
-    ("Rows", P.KEEP), ("PixelData", P.KEEP), ("SOPClassUID", P.KEEP),
+    ("Rows", P.KEEP), ("PixelData", P.KEEP), ("SOPClassUID", P.CLASS_UID),
+    # safe-list free text is cleaned, never copied (audit L3); codes kept; references kept (D7)
+    ("BodyPartExamined", P.CLEAN_TEXT), ("SegmentLabel", P.CLEAN_TEXT), ("ContentLabel", P.CLEAN_TEXT),
+    ("Manufacturer", P.CLEAN_TEXT), ("CodeMeaning", P.CODE_MEANING), ("CodeValue", P.KEEP),
+    ("CodingSchemeDesignator", P.KEEP), ("ReferencedSOPClassUID", P.CLASS_UID),
+    ("ReferencedSOPSequence", P.RECURSE), ("ImageType", P.KEEP),
 ])
 def test_default_profile_known_actions(keyword: str, expected: str) -> None:
     from pydicom.datadict import tag_for_keyword
