@@ -99,9 +99,7 @@ def load_key(path: Path) -> bytes:
     except FileNotFoundError:
         raise KeyFileError("site key file not found; run 'site-node init'", field="site_key") from None
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyFileError(
-            "site key file is accessible by group or others; chmod 600 it", field="site_key"
-        )
+        raise KeyFileError("site key file is accessible by group or others; chmod 600 it", field="site_key")
     key = path.read_bytes()
     if len(key) < KEY_BYTES:
         raise KeyFileError(f"site key file holds fewer than {KEY_BYTES} bytes", field="site_key")
@@ -164,9 +162,9 @@ class Pseudonymizer:
 
     def subkey(self, purpose: str) -> bytes:
         """A 32-byte key for ``purpose`` derived with HKDF-SHA256 (e.g. the re-identification table)."""
-        return HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=None, info=_DOMAIN + purpose.encode()
-        ).derive(self._key)
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_DOMAIN + purpose.encode()).derive(
+            self._key
+        )
 
 
 def seal(key: bytes, plaintext: bytes, associated_data: bytes = b"") -> bytes:

@@ -42,19 +42,33 @@ def audited_run(engine: Engine, command: str, params: dict[str, Any] | None = No
     """
     record = RunRecord(run_id=str(uuid.uuid4()), command=command)
     with engine.begin() as conn:
-        conn.execute(insert(run_audit).values(
-            run_id=record.run_id, command=command, software_version=__version__, operator=_operator(),
-            params=params or {}, counts={}, status="running", started_at=utcnow(),
-        ))
+        conn.execute(
+            insert(run_audit).values(
+                run_id=record.run_id,
+                command=command,
+                software_version=__version__,
+                operator=_operator(),
+                params=params or {},
+                counts={},
+                status="running",
+                started_at=utcnow(),
+            )
+        )
     status = "failed"
     try:
         yield record
         status = "completed"
     finally:
         with engine.begin() as conn:
-            conn.execute(update(run_audit).where(run_audit.c.run_id == record.run_id).values(
-                status=status, counts=record.counts, ended_at=utcnow(),
-            ))
+            conn.execute(
+                update(run_audit)
+                .where(run_audit.c.run_id == record.run_id)
+                .values(
+                    status=status,
+                    counts=record.counts,
+                    ended_at=utcnow(),
+                )
+            )
 
 
 def list_runs(engine: Engine, command: str | None = None, limit: int = 50) -> list[dict[str, Any]]:

@@ -34,8 +34,13 @@ def _toml_value(value: object) -> str:
 
 
 def init_home(
-    home: Path, site_id: str, *, db_url: str | None = None, country: str | None = None,
-    floor_k: int = 10, mrn_system: str | None = None,
+    home: Path,
+    site_id: str,
+    *,
+    db_url: str | None = None,
+    country: str | None = None,
+    floor_k: int = 10,
+    mrn_system: str | None = None,
 ) -> SiteSettings:
     """Create a site node's home: folders, key, ``site.toml`` and the database schema.
 
@@ -66,9 +71,17 @@ def init_home(
         load_site_settings(home, **values)  # validate before anything is written
         lines = ["# Site node settings; see README 'Site settings'."]
         lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
-        lines += ["", "[deid]", "# PS3.15 options; defaults: modified dates, patient characteristics,",
-                  "# device identity, clean descriptors.", "cleared_burned_in = []", "",
-                  "[approved_jobs]", "# template = \"sha256 of the job folder\" (see 'site-node job approve')", ""]
+        lines += [
+            "",
+            "[deid]",
+            "# PS3.15 options; defaults: modified dates, patient characteristics,",
+            "# device identity, clean descriptors.",
+            "cleared_burned_in = []",
+            "",
+            "[approved_jobs]",
+            "# template = \"sha256 of the job folder\" (see 'site-node job approve')",
+            "",
+        ]
         toml_path.write_text("\n".join(lines))
     else:
         existing = tomllib.loads(toml_path.read_text())

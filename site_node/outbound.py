@@ -37,25 +37,54 @@ class OutboundReceipt:
 
 
 def record_outbound(
-    engine: Engine, *, destination: str, kind: str, payload: bytes, status: str = "sent",
-    job_id: str | None = None, round_: int | None = None, note: str | None = None,
+    engine: Engine,
+    *,
+    destination: str,
+    kind: str,
+    payload: bytes,
+    status: str = "sent",
+    job_id: str | None = None,
+    round_: int | None = None,
+    note: str | None = None,
 ) -> OutboundReceipt:
     """Append one payload to the outbound ledger without sending it (NVFlare sends it)."""
     receipt = OutboundReceipt(sha256_hex(payload), len(payload), status)
     with engine.begin() as conn:
-        conn.execute(insert(outbound_ledger).values(
-            sent_at=utcnow(), destination=destination, kind=kind, sha256=receipt.sha256,
-            size_bytes=receipt.size_bytes, job_id=job_id, round=round_, status=status, note=note,
-            payload=payload if len(payload) <= ARCHIVE_MAX_BYTES else None,
-        ))
-    log.info("outbound %s to %s: %d bytes sha256=%s (%s)", kind, destination, receipt.size_bytes,
-             receipt.sha256[:16], status)
+        conn.execute(
+            insert(outbound_ledger).values(
+                sent_at=utcnow(),
+                destination=destination,
+                kind=kind,
+                sha256=receipt.sha256,
+                size_bytes=receipt.size_bytes,
+                job_id=job_id,
+                round=round_,
+                status=status,
+                note=note,
+                payload=payload if len(payload) <= ARCHIVE_MAX_BYTES else None,
+            )
+        )
+    log.info(
+        "outbound %s to %s: %d bytes sha256=%s (%s)",
+        kind,
+        destination,
+        receipt.size_bytes,
+        receipt.sha256[:16],
+        status,
+    )
     return receipt
 
 
 def send_outbound(
-    engine: Engine, *, url: str, kind: str, payload: bytes, token: str | None = None,
-    dry_run: bool = False, timeout: float = 30.0, method: str = "POST",
+    engine: Engine,
+    *,
+    url: str,
+    kind: str,
+    payload: bytes,
+    token: str | None = None,
+    dry_run: bool = False,
+    timeout: float = 30.0,
+    method: str = "POST",
 ) -> OutboundReceipt:
     """Send ``payload`` (JSON bytes) over HTTP and record it in the ledger — the only HTTP egress.
 
@@ -81,16 +110,27 @@ def send_outbound(
     try:
         response = httpx.request(method, url, content=payload, headers=headers, timeout=timeout)
     except httpx.HTTPError as exc:
-        record_outbound(engine, destination=url, kind=kind, payload=payload, status="failed",
-                        note=type(exc).__name__)
-        raise RemoteError(f"could not reach {kind} destination ({type(exc).__name__})", field="hub_url") from None
+        record_outbound(
+            engine, destination=url, kind=kind, payload=payload, status="failed", note=type(exc).__name__
+        )
+        raise RemoteError(
+            f"could not reach {kind} destination ({type(exc).__name__})", field="hub_url"
+        ) from None
     status = "sent" if response.is_success else "failed"
-    receipt = record_outbound(engine, destination=url, kind=kind, payload=payload, status=status,
-                              note=f"HTTP {response.status_code}")
+    receipt = record_outbound(
+        engine,
+        destination=url,
+        kind=kind,
+        payload=payload,
+        status=status,
+        note=f"HTTP {response.status_code}",
+    )
     if not response.is_success:
         detail = _error_detail(response)
         raise RemoteError(f"destination refused the {kind}: HTTP {response.status_code} {detail}".strip())
-    body = response.json() if response.headers.get("content-type", "").startswith("application/json") else None
+    body = (
+        response.json() if response.headers.get("content-type", "").startswith("application/json") else None
+    )
     return OutboundReceipt(receipt.sha256, receipt.size_bytes, status, body)
 
 

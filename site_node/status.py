@@ -50,12 +50,19 @@ def _last_runs(conn: Any) -> dict[str, Any]:
     for command in _TRACKED_COMMANDS:
         row = conn.execute(
             select(run_audit.c.started_at, run_audit.c.ended_at, run_audit.c.status)
-            .where(run_audit.c.command == command).order_by(run_audit.c.started_at.desc()).limit(1)
+            .where(run_audit.c.command == command)
+            .order_by(run_audit.c.started_at.desc())
+            .limit(1)
         ).first()
-        out[command] = None if row is None else {
-            "started_at": str(row.started_at), "ended_at": str(row.ended_at) if row.ended_at else None,
-            "status": row.status,
-        }
+        out[command] = (
+            None
+            if row is None
+            else {
+                "started_at": str(row.started_at),
+                "ended_at": str(row.ended_at) if row.ended_at else None,
+                "status": row.status,
+            }
+        )
     return out
 
 
@@ -69,23 +76,30 @@ def site_status(site: SiteContext) -> dict[str, Any]:
     """Collect the node's status; never raises for an unhealthy part, reports it instead."""
     settings = site.settings
     status: dict[str, Any] = {
-        "site_id": settings.site_id, "home": str(settings.home), "floor_k": settings.floor_k,
-        "key": _key_status(site), "approved_jobs": sorted(settings.approved_jobs),
+        "site_id": settings.site_id,
+        "home": str(settings.home),
+        "floor_k": settings.floor_k,
+        "key": _key_status(site),
+        "approved_jobs": sorted(settings.approved_jobs),
         "export": _export_counts(settings.export_dir),
     }
     try:
         with site.engine.connect() as conn:
             quarantined = conn.execute(
-                select(ingest_journal.c.reason, func.count()).where(ingest_journal.c.outcome == "quarantined")
+                select(ingest_journal.c.reason, func.count())
+                .where(ingest_journal.c.outcome == "quarantined")
                 .group_by(ingest_journal.c.reason)
             ).all()
-            ledger = conn.execute(select(func.count(), func.coalesce(func.sum(outbound_ledger.c.size_bytes), 0))
-                                  ).one()
+            ledger = conn.execute(
+                select(func.count(), func.coalesce(func.sum(outbound_ledger.c.size_bytes), 0))
+            ).one()
             status["database"] = {"ok": True, "problem": None}
             status["quarantined"] = {reason or "unknown": int(n) for reason, n in quarantined}
             status["last_runs"] = _last_runs(conn)
             status["ledger"] = {"entries": int(ledger[0]), "bytes": int(ledger[1])}
-            status["withdrawn_patients"] = int(conn.execute(select(func.count()).select_from(withdrawal)).scalar_one())
+            status["withdrawn_patients"] = int(
+                conn.execute(select(func.count()).select_from(withdrawal)).scalar_one()
+            )
             status["omop_persons"] = _omop_persons(conn)
     except Exception as exc:  # a broken database is a status to report, not a crash
         log.warning("database check failed: %s", type(exc).__name__)

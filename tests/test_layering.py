@@ -13,17 +13,29 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "monai", "nvflare")
-LIGHT_MODULES = ["common", "site_node.cli", "site_node.deid", "site_node.clinical", "site_node.publish",
-                 "site_node.curation", "central_hub.catalog", "central_hub.cli"]
+LIGHT_MODULES = [
+    "common",
+    "site_node.cli",
+    "site_node.deid",
+    "site_node.clinical",
+    "site_node.publish",
+    "site_node.curation",
+    "central_hub.catalog",
+    "central_hub.cli",
+]
 
 
 @pytest.mark.parametrize("module", LIGHT_MODULES)
 def test_light_modules_do_not_load_deep_learning_stack(module: str) -> None:
     if importlib.util.find_spec(module.split(".")[0]) is None or importlib.util.find_spec(module) is None:
         pytest.skip(f"{module} not present")
-    code = (f"import sys, importlib; importlib.import_module({module!r}); "
-            f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    code = (
+        f"import sys, importlib; importlib.import_module({module!r}); "
+        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "", f"{module} loaded {result.stdout.strip()}"
 
@@ -40,8 +52,15 @@ def _imports(package: str) -> set[tuple[str, str]]:
     return found
 
 
-@pytest.mark.parametrize(("package", "forbidden"), [("site_node", "central_hub"), ("central_hub", "site_node"),
-                                                    ("common", "site_node"), ("common", "central_hub")])
+@pytest.mark.parametrize(
+    ("package", "forbidden"),
+    [
+        ("site_node", "central_hub"),
+        ("central_hub", "site_node"),
+        ("common", "site_node"),
+        ("common", "central_hub"),
+    ],
+)
 def test_packages_do_not_import_each_other(package: str, forbidden: str) -> None:
     bad = sorted(f for f, mod in _imports(package) if mod == forbidden or mod.startswith(forbidden + "."))
     assert not bad, f"{package} imports {forbidden} in {bad}"

@@ -49,16 +49,25 @@ def create_app(site: SiteContext, admin_token: str) -> FastAPI:
 
     @app.get("/quarantine", dependencies=guard)
     def get_quarantine(limit: Annotated[int, Query(ge=1, le=5000)] = 500) -> list[dict[str, Any]]:
-        query = (select(ingest_journal.c.stage, ingest_journal.c.reason, ingest_journal.c.detail,
-                        ingest_journal.c.content_sha256, ingest_journal.c.processed_at)
-                 .where(ingest_journal.c.outcome == "quarantined")
-                 .order_by(ingest_journal.c.processed_at.desc()).limit(limit))
+        query = (
+            select(
+                ingest_journal.c.stage,
+                ingest_journal.c.reason,
+                ingest_journal.c.detail,
+                ingest_journal.c.content_sha256,
+                ingest_journal.c.processed_at,
+            )
+            .where(ingest_journal.c.outcome == "quarantined")
+            .order_by(ingest_journal.c.processed_at.desc())
+            .limit(limit)
+        )
         with site.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
     @app.get("/audit", dependencies=guard)
-    def get_audit(command: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100
-                  ) -> list[dict[str, Any]]:
+    def get_audit(
+        command: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    ) -> list[dict[str, Any]]:
         return json.loads(json.dumps(list_runs(site.engine, command, limit), default=str))
 
     @app.get("/ledger", dependencies=guard)

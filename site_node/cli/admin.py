@@ -20,13 +20,19 @@ def init(
     db: Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL of the site database.")] = None,
     country: Annotated[str | None, typer.Option("--country", help="ISO 3166 country code.")] = None,
     floor_k: Annotated[int, typer.Option("--floor-k", help="Small-cell suppression floor (>= 5).")] = 10,
-    mrn_system: Annotated[str | None, typer.Option("--mrn-system", help="FHIR system URI of the MRN.")] = None,
+    mrn_system: Annotated[
+        str | None, typer.Option("--mrn-system", help="FHIR system URI of the MRN.")
+    ] = None,
     json_out: JsonOption = False,
 ) -> None:
     """Create the node's home: site.toml, phi/ (key, mode 0700), export/, quarantine/, database."""
     path = resolve_home(home, "SITE_NODE_HOME")
     settings = init_home(path, site_id, db_url=db, country=country, floor_k=floor_k, mrn_system=mrn_system)
-    result = {"home": str(settings.home), "site_id": settings.site_id, "database": _redact(settings.database_url)}
+    result = {
+        "home": str(settings.home),
+        "site_id": settings.site_id,
+        "database": _redact(settings.database_url),
+    }
     if json_out:
         emit_json(result)
     else:
@@ -54,8 +60,13 @@ def runs(
         return
     table = Table("started", "command", "status", "operator", "counts")
     for row in rows:
-        table.add_row(str(row["started_at"])[:19], row["command"], row["status"], row["operator"] or "",
-                      ", ".join(f"{k}={v}" for k, v in (row["counts"] or {}).items() if not isinstance(v, dict)))
+        table.add_row(
+            str(row["started_at"])[:19],
+            row["command"],
+            row["status"],
+            row["operator"] or "",
+            ", ".join(f"{k}={v}" for k, v in (row["counts"] or {}).items() if not isinstance(v, dict)),
+        )
     Console().print(table)
 
 
@@ -120,7 +131,9 @@ def serve(
 
     site = open_site(home)
     token = _admin_token(site)
-    where = "SITE_NODE_ADMIN_TOKEN" if site.settings.admin_token else str(site.settings.phi_dir / "admin.token")
+    where = (
+        "SITE_NODE_ADMIN_TOKEN" if site.settings.admin_token else str(site.settings.phi_dir / "admin.token")
+    )
     typer.echo(f"site admin API on http://{host}:{port} (token in {where})", err=True)
     uvicorn.run(create_app(site, token), host=host, port=port, log_level="warning")
 
@@ -131,4 +144,3 @@ def register(app: typer.Typer) -> None:
     app.command("status")(status)
     app.command("runs")(runs)
     app.command("serve")(serve)
-

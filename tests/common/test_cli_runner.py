@@ -49,8 +49,9 @@ def test_platform_error_names_the_field(capsys: pytest.CaptureFixture[str]) -> N
     assert "[PatientID]" in capsys.readouterr().err
 
 
-def test_crash_prints_type_and_place_but_never_the_message(capsys: pytest.CaptureFixture[str],
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crash_prints_type_and_place_but_never_the_message(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("TEST_DEBUG", raising=False)
     assert _run(["crash"]) == EX_SOFTWARE
     err = capsys.readouterr().err

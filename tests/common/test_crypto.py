@@ -62,7 +62,9 @@ def test_pseudonym_format(pz: Pseudonymizer) -> None:
     for value in ["1", "MRN-9", "Ünïcode ñame", "x" * 500]:
         pseudonym = pz.patient(value)
         assert re.fullmatch(r"P[A-Z2-7]{15}", pseudonym)
-        assert pz.pseudonym("accession", value).startswith("A") and len(pz.pseudonym("accession", value)) == 16
+        assert (
+            pz.pseudonym("accession", value).startswith("A") and len(pz.pseudonym("accession", value)) == 16
+        )
 
 
 def test_unknown_namespace_refused(pz: Pseudonymizer) -> None:
@@ -70,8 +72,9 @@ def test_unknown_namespace_refused(pz: Pseudonymizer) -> None:
         pz.pseudonym("nonsense", "1")
 
 
-@pytest.mark.parametrize("uid", ["1.2.3", "1.2.840.113619.2.55.3.604688119.969.1268071029.320",
-                                 "2.25.1", "9" * 64])
+@pytest.mark.parametrize(
+    "uid", ["1.2.3", "1.2.840.113619.2.55.3.604688119.969.1268071029.320", "2.25.1", "9" * 64]
+)
 def test_uids_are_valid_dicom(pz: Pseudonymizer, uid: str) -> None:
     new = pz.uid(uid)
     assert new.startswith("2.25.") and len(new) <= 64

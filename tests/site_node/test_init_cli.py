@@ -48,8 +48,9 @@ def test_init_refuses_other_site_id(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert code == 78 and "site_id" in err
 
 
-def test_home_from_env_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_home_from_env_var(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("SITE_NODE_HOME", str(tmp_path / "env-home"))
     code, _, _ = _run(["init", "--site-id", "uh-e"], capsys)
     assert code == 0 and (tmp_path / "env-home" / "site.toml").exists()
@@ -67,7 +68,11 @@ def test_invalid_floor_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 def test_console_script_installed(tmp_path: Path) -> None:
     exe = Path(sys.executable).parent / "site-node"
-    result = subprocess.run([str(exe), "init", "--home", str(tmp_path / "c"), "--site-id", "c1"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(exe), "init", "--home", str(tmp_path / "c"), "--site-id", "c1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "initialised site 'c1'" in result.stdout

@@ -73,8 +73,9 @@ def test_dry_run_sends_nothing(site_home: Path, server: str) -> None:
     assert receipt.status == "dry_run" and len(_Handler.received) == before
 
 
-def test_ledger_export_writes_exact_bytes(site_home: Path, tmp_path: Path,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_ledger_export_writes_exact_bytes(
+    site_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from site_node.cli import main
     from site_node.outbound import record_outbound
 

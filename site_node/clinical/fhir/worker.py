@@ -316,7 +316,8 @@ def bundle_entries(
     for entry in bundle.get("entry") or []:
         if not isinstance(entry, dict):
             continue
-        request = entry.get("request") if isinstance(entry.get("request"), dict) else {}
+        raw_request = entry.get("request")
+        request: dict[str, Any] = raw_request if isinstance(raw_request, dict) else {}
         res = entry.get("resource")
         key = str(request.get("url") or entry.get("fullUrl") or "")
         if isinstance(res, dict) and isinstance(res.get("resourceType"), str):
