@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
@@ -70,7 +70,7 @@ def get_tokens(
 
 @router.delete("/tokens/{token_id}", response_model=TokenPublic, summary="Revoke a token")
 def delete_token(
-    token_id: int,
+    token_id: Annotated[int, Path(ge=1, le=2**63 - 1, description="Token id (see GET /tokens).")],
     principal: Principal = Depends(require_role("hub_admin")),
     session: Session = Depends(get_session),
 ) -> TokenPublic:

@@ -60,3 +60,9 @@ def test_no_input_causes_a_server_error(fuzz_hub) -> None:  # type: ignore[no-un
         seen.append(f"{operation.method.upper()} {operation.path}")
         _fuzz(operation, site_token if operation.path == "/summaries" else admin)
     assert "PUT /summaries" in seen and "GET /catalog/search" in seen
+
+
+def test_revoke_with_an_out_of_range_token_id_is_422_not_500(client, tokens) -> None:  # type: ignore[no-untyped-def]
+    """Found by the fuzzer: an id beyond 64 bits crashed SQLite's integer conversion."""
+    response = client.delete("/tokens/6576790004624036724736", headers=tokens.headers("hub_admin"))
+    assert response.status_code == 422
