@@ -40,7 +40,15 @@ def fuzz_hub(tmp_path_factory):  # type: ignore[no-untyped-def]
 
 def _fuzz(operation, token: str) -> None:  # type: ignore[no-untyped-def]
     @given(case=operation.as_strategy())
-    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    # derandomized: the same cases every CI run (a flaky red CI blocks landing); widen locally with
+    # HYPOTHESIS settings profiles when hunting for new failures
+    @settings(
+        max_examples=25,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        database=None,
+        derandomize=True,
+    )
     def check(case) -> None:  # type: ignore[no-untyped-def]
         response = case.call(headers={"Authorization": f"Bearer {token}"})
         assert response.status_code < 500, (
