@@ -91,7 +91,10 @@ def write_report_png(progress: JobProgress, path: Path, title: str) -> Path:
         points = [(e["round"], e["val_dice"]) for e in entries if "val_dice" in e]
         if points:
             ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=site)
-    ax.set_xlabel("round (global model received)")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # rounds are whole numbers
+    ax.set_xlabel("round (global model received, from 0)")
     ax.set_ylabel("validation Dice")
     ax.set_ylim(0, 1)
     ax.set_title(title)
