@@ -290,7 +290,7 @@ def training_results(demo: Demo) -> None:
     if not rows:
         raise DemoError("the job finished without per-site Dice metrics")
     all_rounds = sorted({r for _, r, _ in rows})
-    table = Table("site", *(f"round {r + 1}" for r in all_rounds), title="Validation Dice, global model")
+    table = Table("site", *(f"round {r}" for r in all_rounds), title="Validation Dice (rounds from 0)")
     for site in sorted({s for s, _, _ in rows}):
         by_round = {r: d for s, r, d in rows if s == site}
         table.add_row(site, *(f"{by_round[r]:.3f}" if r in by_round else "" for r in all_rounds))
