@@ -49,6 +49,18 @@ class Counts:
 
 
 @dataclass
+class FacetCells:
+    """One facet's cells, ready for counting: cell ids, collection, column and persons parts."""
+
+    cells: np.ndarray
+    coll: np.ndarray
+    col: np.ndarray
+    persons: np.ndarray  # known persons (float, for bincount weights)
+    hidden: np.ndarray  # 1.0 where persons is suppressed
+    unavailable: np.ndarray  # 1.0 where persons is not available
+
+
+@dataclass
 class CatalogIndex:
     """Arrays over collections (``c_*``) and facet cells (``cell_*``) of one catalog version."""
 
@@ -68,8 +80,10 @@ class CatalogIndex:
     column_of: dict[tuple[str, str], int]
     present: np.ndarray  # bool [n_collections, n_columns]
     cells_by_facet: dict[str, np.ndarray] = field(default_factory=dict)
+    facet_cells: dict[str, FacetCells] = field(default_factory=dict)
     rank: dict[str, np.ndarray] = field(default_factory=dict)  # sort key -> rank of each collection
     cell_at: dict[tuple[int, int], int] = field(default_factory=dict)
+    value_rank: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # column -> rank
 
     @property
     def size(self) -> int:
@@ -146,8 +160,20 @@ def _build(version: str, sites: Sequence[Any], colls: Sequence[Any], cells: Sequ
     for key, values in labels.items():
         ranks = {v: r for r, v in enumerate(sorted(set(values)))}
         index.rank[key] = np.fromiter((ranks[v] for v in values), dtype=np.int64, count=len(values))
+    by_value = sorted(range(len(columns)), key=lambda c: columns[c][1])
+    index.value_rank = np.empty(len(columns), dtype=np.int64)
+    index.value_rank[by_value] = np.arange(len(columns), dtype=np.int64)
     for facet in set(cell_facet.tolist()):
-        index.cells_by_facet[facet] = np.nonzero(cell_facet == facet)[0]
+        cells_of = index.cells_by_facet[facet] = np.nonzero(cell_facet == facet)[0]
+        state = index.cell_counts.s["persons"][cells_of]
+        index.facet_cells[facet] = FacetCells(
+            cells=cells_of,
+            coll=cell_coll[cells_of],
+            col=cell_col[cells_of],
+            persons=index.cell_counts.n["persons"][cells_of].astype(np.float64),
+            hidden=hidden(state).astype(np.float64),
+            unavailable=unavailable(state).astype(np.float64),
+        )
     index.cell_at = {(int(c), int(k)): i for i, (c, k) in enumerate(zip(cell_coll, cell_col, strict=True))}
     return index
 

@@ -19,6 +19,9 @@ FILTER_FACETS = (
 )
 SORT_KEYS = ("persons", "studies", "series", "instances", "site", "modality", "body_part")
 MAX_PAGE_SIZE = 100
+#: Values shown per facet unless the search asks for more (``facet_limit``); selected values always shown.
+DEFAULT_FACET_LIMIT = 25
+MAX_FACET_LIMIT = 1000
 
 
 class SearchQuery(BaseModel):
@@ -31,10 +34,20 @@ class SearchQuery(BaseModel):
     page: int = Field(default=1, ge=1, le=10_000)
     page_size: int = Field(default=20, ge=1, le=MAX_PAGE_SIZE)
     sort: str = "-series"
+    facet_limit: int = Field(default=DEFAULT_FACET_LIMIT, ge=1, le=MAX_FACET_LIMIT)
+    detail: bool = False
 
     def cache_key(self) -> tuple[object, ...]:
         """A hashable key of the query."""
-        return (tuple(sorted(self.filters.items())), self.q, self.page, self.page_size, self.sort)
+        return (
+            tuple(sorted(self.filters.items())),
+            self.q,
+            self.page,
+            self.page_size,
+            self.sort,
+            self.facet_limit,
+            self.detail,
+        )
 
 
 class CountPublic(BaseModel):
@@ -76,7 +89,7 @@ class SiteTotalsPublic(BaseModel):
 
 
 class CollectionPublic(BaseModel):
-    """A matching collection; ``matched`` holds the cells of the selected facet values."""
+    """A matching collection; ``matched`` holds the cells of the selected facet values (``detail=true``)."""
 
     site: str
     country: str | None
@@ -101,6 +114,8 @@ class SearchResponse(BaseModel):
     q: str | None
     filters: dict[str, list[str]]
     facets: dict[str, list[FacetValuePublic]]
+    #: per facet, how many values (with fewer persons) were left out by ``facet_limit`` (0: none)
+    facets_more: dict[str, int] = Field(default_factory=dict)
     sites: list[SiteTotalsPublic]
     results: list[CollectionPublic]
 

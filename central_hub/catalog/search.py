@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from central_hub.catalog.crud import catalog_version
-from central_hub.catalog.display import cell_count, summed_count
+from central_hub.catalog.display import cell_count, summed_count, summed_counts
 from central_hub.catalog.index import CatalogIndex, get_index, hidden, unavailable
 from central_hub.catalog.schemas import (
     FILTER_FACETS,
@@ -27,72 +27,110 @@ from central_hub.catalog.schemas import (
 )
 from common.schemas import BREAKDOWN_FACETS, MEASURES
 
+try:  # a fast encoder when installed (the hub extra); the standard library otherwise
+    import orjson
+
+    _dumps = orjson.dumps
+except ImportError:  # pragma: no cover - depends on the environment
+
+    def _dumps(data: Any) -> bytes:
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 _CACHE_SIZE = 2048
 _cache: OrderedDict[tuple[object, ...], SearchAnswer] = OrderedDict()
 _cache_lock = threading.Lock()
+_SUMMARY_CACHE_SIZE = 512
+_summaries: OrderedDict[tuple[object, ...], _Summary] = OrderedDict()
+
+
+_TEXT = "\0q"  # the free-text filter's key among the masks
+
+
+def filter_masks(index: CatalogIndex, query: SearchQuery) -> dict[str, np.ndarray]:
+    """One boolean mask per filtered facet (values OR-ed) and one for the free text."""
+    masks = {}
+    for facet, values in query.filters.items():
+        if not values:
+            continue
+        cols = [index.column_of[(facet, v)] for v in values if (facet, v) in index.column_of]
+        masks[facet] = index.present[:, cols].any(axis=1) if cols else np.zeros(index.size, dtype=bool)
+    if query.q:
+        needle = query.q.lower()
+        masks[_TEXT] = np.fromiter((needle in text for text in index.coll_text), dtype=bool, count=index.size)
+    return masks
+
+
+def combined(index: CatalogIndex, masks: dict[str, np.ndarray], exclude: str | None = None) -> np.ndarray:
+    """The AND of ``masks`` (all but ``exclude``'s)."""
+    mask = np.ones(index.size, dtype=bool)
+    for name, part in masks.items():
+        if name != exclude:
+            mask &= part
+    return mask
 
 
 def collection_mask(index: CatalogIndex, query: SearchQuery, exclude: str | None = None) -> np.ndarray:
     """Boolean mask of the collections matching ``query`` (ignoring the filter on ``exclude``)."""
-    mask = np.ones(index.size, dtype=bool)
-    for facet, values in query.filters.items():
-        if facet == exclude or not values:
-            continue
-        cols = [index.column_of[(facet, v)] for v in values if (facet, v) in index.column_of]
-        mask &= index.present[:, cols].any(axis=1) if cols else False
-    if query.q:
-        needle = query.q.lower()
-        mask &= np.fromiter((needle in text for text in index.coll_text), dtype=bool, count=index.size)
-    return mask
+    return combined(index, filter_masks(index, query), exclude)
 
 
 def _facet_values(
     index: CatalogIndex, facet: str, mask: np.ndarray, query: SearchQuery
-) -> list[dict[str, Any]]:
-    cells = index.cells_by_facet.get(facet)
-    if cells is None or not len(cells):
-        return []
-    cells = cells[mask[index.cell_coll[cells]]]
-    cols = index.cell_col[cells]
-    n, s = index.cell_counts.n["persons"][cells], index.cell_counts.s["persons"][cells]
+) -> tuple[list[dict[str, Any]], int]:
+    """The facet's top ``query.facet_limit`` values (plus the selected ones) and how many were left out."""
+    fc = index.facet_cells.get(facet)
+    if fc is None or not len(fc.cells):
+        return [], 0
+    sel = mask[fc.coll]
+    cols = fc.col[sel]
     size = len(index.columns)
     parts = np.bincount(cols, minlength=size)
-    known = np.bincount(cols, weights=n, minlength=size)
-    n_hidden = np.bincount(cols, weights=hidden(s), minlength=size)
-    n_unavail = np.bincount(cols, weights=unavailable(s), minlength=size)
+    known = np.bincount(cols, weights=fc.persons[sel], minlength=size)
+    n_hidden = np.bincount(cols, weights=fc.hidden[sel], minlength=size)
+    n_unavail = np.bincount(cols, weights=fc.unavailable[sel], minlength=size)
+    candidates = np.flatnonzero(parts)
+    # the shown persons value (None counts as 0): a lone suppressed cell or an all-n/a sum has none
+    shown = np.where(((parts == 1) & (n_hidden > 0)) | (n_unavail == parts), 0, known)[candidates]
+    order = candidates[np.lexsort((index.value_rank[candidates], -shown))]
     selected = set(query.filters.get(facet, ()))
+    keep = order[: query.facet_limit].tolist()
+    if selected:
+        top = set(keep)
+        keep += [
+            c for c in order[query.facet_limit :].tolist() if c not in top and index.columns[c][1] in selected
+        ]
     out: list[dict[str, Any]] = []
-    # Python lists: indexing numpy scalars one by one costs more than the arithmetic
-    parts_l, known_l, hidden_l, unavail_l = (
-        parts.tolist(),
-        known.tolist(),
-        n_hidden.tolist(),
-        n_unavail.tolist(),
-    )
-    for col in np.flatnonzero(parts).tolist():
+    for col in keep:
         value = index.columns[col][1]
-        if parts_l[col] == 1 and hidden_l[col]:
-            at = np.flatnonzero(cols == col)[0]
-            floor = index.site_floor[int(index.coll_site[index.cell_coll[cells[at]]])]
-            persons = cell_count(None, int(s[at]), floor)
+        n_parts = int(parts[col])
+        if n_parts == 1 and n_hidden[col]:
+            cell = int(fc.cells[sel][np.flatnonzero(cols == col)[0]])
+            floor = index.site_floor[int(index.coll_site[index.cell_coll[cell]])]
+            persons = cell_count(None, int(index.cell_counts.s["persons"][cell]), floor)
         else:
-            persons = summed_count(int(known_l[col]), int(hidden_l[col]), parts_l[col], int(unavail_l[col]))
+            persons = summed_count(int(known[col]), int(n_hidden[col]), n_parts, int(n_unavail[col]))
         out.append(
-            {"value": value, "persons": persons, "collections": parts_l[col], "selected": value in selected}
+            {"value": value, "persons": persons, "collections": n_parts, "selected": value in selected}
         )
-    out.sort(key=lambda v: (-(v["persons"]["value"] or 0), v["value"]))
-    return out
+    return out, len(candidates) - len(keep)
 
 
 def facet_counts(
-    index: CatalogIndex, query: SearchQuery, match: np.ndarray
-) -> dict[str, list[dict[str, Any]]]:
-    """Every facet's values with persons under the current filter (disjunctive per facet)."""
-    out = {}
+    index: CatalogIndex, query: SearchQuery, match: np.ndarray, masks: dict[str, np.ndarray] | None = None
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, int]]:
+    """Every facet's values with persons under the current filter (disjunctive per facet).
+
+    Returns:
+        The shown values per facet (most persons first, at most ``facet_limit`` plus the selected
+        values) and, per facet, how many values were left out.
+    """
+    masks = filter_masks(index, query) if masks is None else masks
+    out, more = {}, {}
     for facet in FILTER_FACETS:
-        mask = collection_mask(index, query, exclude=facet) if query.filters.get(facet) else match
-        out[facet] = _facet_values(index, facet, mask, query)
-    return out
+        mask = combined(index, masks, exclude=facet) if facet in masks else match
+        out[facet], more[facet] = _facet_values(index, facet, mask, query)
+    return out, more
 
 
 def site_totals(index: CatalogIndex, match: np.ndarray) -> list[dict[str, Any]]:
@@ -100,33 +138,29 @@ def site_totals(index: CatalogIndex, match: np.ndarray) -> list[dict[str, Any]]:
     sites = index.coll_site[match]
     size = len(index.site_names)
     parts = np.bincount(sites, minlength=size)
-    sums = {}
+    present = np.flatnonzero(parts)
+    n_parts = parts[present].tolist()
+    counts = {}
     for m in MEASURES:
         n, s = index.coll_counts.n[m][match], index.coll_counts.s[m][match]
-        sums[m] = (
-            np.bincount(sites, weights=n, minlength=size),
-            np.bincount(sites, weights=hidden(s), minlength=size),
-            np.bincount(sites, weights=unavailable(s), minlength=size),
+        counts[m] = summed_counts(
+            np.bincount(sites, weights=n, minlength=size)[present].astype(np.int64).tolist(),
+            np.bincount(sites, weights=hidden(s), minlength=size)[present].astype(np.int64).tolist(),
+            n_parts,
+            np.bincount(sites, weights=unavailable(s), minlength=size)[present].astype(np.int64).tolist(),
         )
-    parts_l = parts.tolist()
-    lists = {m: [a.tolist() for a in sums[m]] for m in MEASURES}
-    out = []
-    for site in sorted(np.flatnonzero(parts).tolist(), key=lambda i: index.site_names[i]):
-        counts = {
-            m: summed_count(
-                int(lists[m][0][site]), int(lists[m][1][site]), parts_l[site], int(lists[m][2][site])
-            )
-            for m in MEASURES
+    names, countries = index.site_names, index.site_countries
+    rows = [
+        {
+            "site": names[site],
+            "country": countries[site],
+            "collections": n_parts[i],
+            **{m: counts[m][i] for m in MEASURES},
         }
-        out.append(
-            {
-                "site": index.site_names[site],
-                "country": index.site_countries[site],
-                "collections": parts_l[site],
-                **counts,
-            }
-        )
-    return out
+        for i, site in enumerate(present.tolist())
+    ]
+    rows.sort(key=lambda row: row["site"])
+    return rows
 
 
 def _ordered(index: CatalogIndex, rows: np.ndarray, sort: str) -> np.ndarray:
@@ -147,7 +181,7 @@ def _collection(index: CatalogIndex, row: int, query: SearchQuery) -> dict[str, 
     floor = index.site_floor[site]
     key, modality, body_part, description = index.coll_attrs[row]
     matched: dict[str, dict[str, Any]] = {}
-    for facet in BREAKDOWN_FACETS:
+    for facet in BREAKDOWN_FACETS if query.detail else ():
         for value in query.filters.get(facet, ()):
             col = index.column_of.get((facet, value))
             cell = index.cell_at.get((row, col)) if col is not None else None
@@ -162,7 +196,7 @@ def _collection(index: CatalogIndex, row: int, query: SearchQuery) -> dict[str, 
         "body_part": body_part,
         "description": description,
         **{m: cell_count(int(c.n[m][row]), int(c.s[m][row]), floor) for m in MEASURES},
-        "matched": matched,
+        **({"matched": matched} if query.detail else {}),
     }
 
 
@@ -178,25 +212,60 @@ class SearchAnswer:
     def json(self) -> bytes:
         """The answer as JSON bytes (cached)."""
         if self._json is None:
-            self._json = json.dumps(self.data, ensure_ascii=False, separators=(",", ":")).encode()
+            self._json = _dumps(self.data)
         return self._json
 
 
+class _Summary:
+    """What a search's filter and text decide, whatever its page and sort: matches, facets, sites."""
+
+    __slots__ = ("match", "facets", "facets_more", "sites")
+
+    def __init__(self, index: CatalogIndex, query: SearchQuery) -> None:
+        masks = filter_masks(index, query)
+        self.match = combined(index, masks)
+        self.facets, self.facets_more = facet_counts(index, query, self.match, masks)
+        self.sites = site_totals(index, self.match)
+
+
+def _cached(cache: OrderedDict[tuple[object, ...], Any], key: tuple[object, ...]) -> Any:
+    with _cache_lock:
+        hit = cache.get(key)
+        if hit is not None:
+            cache.move_to_end(key)
+        return hit
+
+
+def _remember(
+    cache: OrderedDict[tuple[object, ...], Any], key: tuple[object, ...], value: Any, size: int
+) -> None:
+    with _cache_lock:
+        cache[key] = value
+        while len(cache) > size:
+            cache.popitem(last=False)
+
+
 def search(session: Session, query: SearchQuery, *, use_cache: bool = True) -> SearchAnswer:
-    """Run a catalog search (answers are cached per catalog version and process)."""
+    """Run a catalog search (answers are cached per catalog version and process).
+
+    Searches that differ only in page, page size, sort or detail share the matching, facet counts
+    and site totals (cached separately).
+    """
     engine = session.get_bind()
     assert isinstance(engine, Engine)  # the hub's sessions are bound to an engine
     version = catalog_version(session)
     key = (str(engine.url), version, *query.cache_key())
     if use_cache:
-        with _cache_lock:
-            hit = _cache.get(key)
-            if hit is not None:
-                _cache.move_to_end(key)
-                return hit
+        hit = _cached(_cache, key)
+        if hit is not None:
+            return hit
     index = get_index(engine, version)
-    match = collection_mask(index, query)
-    rows = _ordered(index, np.nonzero(match)[0], query.sort)
+    summary_key = (str(engine.url), version, tuple(sorted(query.filters.items())), query.q, query.facet_limit)
+    summary = _cached(_summaries, summary_key) if use_cache else None
+    if summary is None:
+        summary = _Summary(index, query)
+        _remember(_summaries, summary_key, summary, _SUMMARY_CACHE_SIZE)
+    rows = _ordered(index, np.flatnonzero(summary.match), query.sort)
     start = (query.page - 1) * query.page_size
     answer = SearchAnswer(
         {
@@ -206,13 +275,11 @@ def search(session: Session, query: SearchQuery, *, use_cache: bool = True) -> S
             "sort": query.sort,
             "q": query.q,
             "filters": {f: list(v) for f, v in query.filters.items()},
-            "facets": facet_counts(index, query, match),
-            "sites": site_totals(index, match),
+            "facets": summary.facets,
+            "facets_more": summary.facets_more,
+            "sites": summary.sites,
             "results": [_collection(index, int(r), query) for r in rows[start : start + query.page_size]],
         }
     )
-    with _cache_lock:
-        _cache[key] = answer
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
+    _remember(_cache, key, answer, _CACHE_SIZE)
     return answer

@@ -82,6 +82,7 @@ def _query_args(request: Request) -> dict[str, object]:
     args: dict[str, object] = {f: params.getlist(f) or None for f in FILTER_FACETS}
     args["q"] = params.get("q")
     args["sort"] = params.get("sort") or "-series"
+    args["detail"] = True  # the page shows each result's matching cells
     for name, default in (("page", 1), ("page_size", 20)):
         raw = params.get(name) or str(default)
         args[name] = (

@@ -57,9 +57,27 @@ def test_facet_counts_follow_the_filter_and_stay_disjunctive(client, published) 
 
 
 def test_matched_cells_of_selected_breakdown_values(client, published) -> None:
-    body = _search(client, published, sex=["female"], modality=["MR"])
+    body = _search(client, published, sex=["female"], modality=["MR"], detail="true")
     (coll,) = body["results"]
     assert coll["matched"]["sex"]["female"]["persons"]["display"] == "18"
+    (brief,) = _search(client, published, sex=["female"], modality=["MR"])["results"]
+    assert "matched" not in brief and brief["persons"] == coll["persons"]
+
+
+def test_facet_limit_keeps_the_top_values_and_the_selected_ones(client, published) -> None:
+    everything = _search(client, published, facet_limit=100)
+    modality = everything["facets"]["modality"]
+    assert [v["value"] for v in modality] == ["CT", "MR", "PT"] and everything["facets_more"]["modality"] == 0
+    top = _search(client, published, facet_limit=1)
+    assert [v["value"] for v in top["facets"]["modality"]] == ["CT"]
+    assert top["facets_more"]["modality"] == 2
+    assert top["facets"]["modality"][0] == modality[0]
+    picked = _search(client, published, facet_limit=1, modality=["PT"])
+    shown = {v["value"]: v for v in picked["facets"]["modality"]}
+    assert set(shown) == {"CT", "PT"} and shown["PT"]["selected"] and picked["facets_more"]["modality"] == 1
+    assert sum(v["collections"] for v in everything["facets"]["site"]) == 4
+    r = client.get("/catalog/search", params={"facet_limit": 0}, headers=published.headers("researcher"))
+    assert r.status_code == 422
 
 
 def test_free_text_pagination_and_sorting(client, published) -> None:
@@ -167,3 +185,32 @@ def test_every_search_and_change_is_audited(client, published) -> None:
     assert {row["action"] for row in rows} >= {"summary.publish", "catalog.search"}
     only = client.get("/audit", params={"action": "summary.publish"}, headers=published.headers("hub_admin"))
     assert {row["action"] for row in only.json()} == {"summary.publish"}
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"page": "0"}, "page"),
+        ({"page_size": "101"}, "page_size"),
+        ({"page": "x"}, "page"),
+        ({"facet_limit": "1001"}, "facet_limit"),
+        ({"detail": "maybe"}, "detail"),
+        ({"q": "a" * 201}, "q"),
+        ({"sort": "site\n"}, "sort"),
+        ({"sex": [f"v{i}" for i in range(51)]}, "sex"),
+        ({"sex": "x" * 65}, "sex"),
+    ],
+    ids=["page", "page-size", "not-int", "facet-limit", "detail", "q", "sort", "many-values", "long-value"],
+)
+def test_bad_search_parameters_are_422_naming_the_field(client, tokens, params, field) -> None:
+    r = client.get("/catalog/search", params=params, headers=tokens.headers("searcher"))
+    assert r.status_code == 422 and r.json()["field"] == field
+
+
+def test_search_parameters_stay_documented(client) -> None:
+    spec = client.get("/openapi.json").json()
+    names = {p["name"] for p in spec["paths"]["/catalog/search"]["get"]["parameters"]}
+    assert names == {
+        "q", "page", "page_size", "sort", "facet_limit", "detail",
+        "modality", "body_part", "sex", "age_band", "condition", "study_year_band", "site", "country",
+    }  # fmt: skip
