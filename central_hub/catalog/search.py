@@ -33,7 +33,7 @@ try:  # a fast encoder when installed (the hub extra); the standard library othe
     _dumps = orjson.dumps
 except ImportError:  # pragma: no cover - depends on the environment
 
-    def _dumps(data: Any) -> bytes:
+    def _dumps(data: Any) -> bytes:  # type: ignore[misc]  # same call shape as orjson.dumps(data)
         return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
 
 
@@ -49,12 +49,14 @@ _TEXT = "\0q"  # the free-text filter's key among the masks
 
 def filter_masks(index: CatalogIndex, query: SearchQuery) -> dict[str, np.ndarray]:
     """One boolean mask per filtered facet (values OR-ed) and one for the free text."""
-    masks = {}
+    masks: dict[str, np.ndarray] = {}
     for facet, values in query.filters.items():
         if not values:
             continue
         cols = [index.column_of[(facet, v)] for v in values if (facet, v) in index.column_of]
-        masks[facet] = index.present[:, cols].any(axis=1) if cols else np.zeros(index.size, dtype=bool)
+        masks[facet] = (
+            np.asarray(index.present[:, cols].any(axis=1)) if cols else np.zeros(index.size, dtype=bool)
+        )
     if query.q:
         needle = query.q.lower()
         masks[_TEXT] = np.fromiter((needle in text for text in index.coll_text), dtype=bool, count=index.size)
