@@ -44,14 +44,17 @@ def _isolate_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             monkeypatch.delenv(name, raising=False)
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for the session, dropped afterwards; skips when unreachable."""
+def fresh_postgres_database() -> Iterator[str]:
+    """Create a uniquely named PostgreSQL database, yield its URL, drop it afterwards.
+
+    Skips the calling test when the server is unreachable or refuses to create a database.
+    """
     if not postgres_reachable():
         pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
     from sqlalchemy import create_engine, text
 
-    name = f"fedimaging_test_{uuid.uuid4().hex[:10]}"
+    name = f"fedimaging_test_{uuid.uuid4().hex[:12]}"
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
     admin = create_engine(
         "postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT"
     )
@@ -59,13 +62,34 @@ def postgres_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:  # server up but refusing: skip rather than fail unrelated tests
+        admin.dispose()
         pytest.skip(f"cannot create a PostgreSQL test database ({type(exc).__name__})")
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        yield url
     finally:
         from site_node.db import get_engine
 
+        get_engine(url).dispose()
         get_engine.cache_clear()
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for the session, dropped afterwards; skips when unreachable."""
+    yield from fresh_postgres_database()
+
+
+def run_site_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Call ``site-node ARGS`` in-process as a user would; return (exit code, stdout, stderr)."""
+    from site_node.cli import main
+
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -9,17 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from site_node.cli import main
-
-
-def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.conftest import run_site_cli as _run
 
 
 def test_init_creates_home_layout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,21 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from site_node.api.app import create_app
-from site_node.cli import main
 from site_node.home import open_site
 from site_node.outbound import record_outbound
+from tests.conftest import run_site_cli as _run
 
 TOKEN = "x7Qp2LmN9vR4sT6wY8zA1bC3dE5fG7hJ"
-
-
-def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_status_healthy(site_home: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,44 +3,19 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHARED_DATA, postgres_reachable
+from tests.conftest import SHARED_DATA, fresh_postgres_database
 
 SYNTHEA = SHARED_DATA / "fhir" / "synthea-10"
 MRN_SYSTEM = "http://hospital.example.org/mrn"
 
 
 def _fresh_postgres() -> Iterator[str]:
-    from sqlalchemy import create_engine, text
-
-    if not postgres_reachable():
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
-    name = f"fedimaging_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(
-        "postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT"
-    )
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        admin.dispose()
-        pytest.skip(f"cannot create a PostgreSQL test database ({type(exc).__name__})")
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        from site_node.db import get_engine
-
-        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-        get_engine(url).dispose()
-        get_engine.cache_clear()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    yield from fresh_postgres_database()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
