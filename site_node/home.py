@@ -5,7 +5,7 @@ Layout::
     <home>/site.toml        settings (no secrets unless the admin adds tokens)
     <home>/phi/             mode 0700: site.key, reid.db (encrypted re-identification table)
     <home>/export/          de-identified output only
-    <home>/quarantine/      inputs set aside, one JSON reason file beside each
+    <home>/quarantine/      mode 0700: raw inputs set aside for review, one JSON reason file beside each
     <home>/site.db          site database (unless db_url points elsewhere)
 """
 
@@ -88,10 +88,12 @@ def init_home(
         if existing.get("site_id", site_id) != site_id:
             raise ConfigError("home already initialised for another site_id", field="site_id")
     settings = load_site_settings(home)
-    for sub in (settings.export_dir, settings.quarantine_dir):
-        sub.mkdir(parents=True, exist_ok=True)
-    settings.phi_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(settings.phi_dir, 0o700)
+    settings.export_dir.mkdir(parents=True, exist_ok=True)
+    # phi/ holds the key and the reid table; quarantine/ holds raw inputs set aside for review:
+    # both are for the site admin only
+    for private in (settings.phi_dir, settings.quarantine_dir):
+        private.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(private, 0o700)
     if not (settings.phi_dir / KEY_FILE_NAME).exists():
         write_key(settings.phi_dir)
         log.info("created a new site key")

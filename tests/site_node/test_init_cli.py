@@ -20,6 +20,7 @@ def test_init_creates_home_layout(tmp_path: Path, capsys: pytest.CaptureFixture[
     for name in ("site.toml", "phi/site.key", "export", "quarantine", "site.db"):
         assert (home / name).exists(), name
     assert (home / "phi").stat().st_mode & 0o777 == 0o700
+    assert (home / "quarantine").stat().st_mode & 0o777 == 0o700  # raw inputs set aside
     assert (home / "phi" / "site.key").stat().st_mode & 0o777 == 0o600
 
 
