@@ -12,9 +12,11 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 
 from common.crypto import Pseudonymizer, write_key
-from site_node.cli import main
 from site_node.home import init_home
 from tests.conftest import TEST_KEY
+from tests.conftest import run_site_cli as run_cli
+
+__all__ = ["PLANTED", "TEST_KEY", "run_cli"]
 
 #: Values planted in every corpus file; none may appear in any output byte or path.
 PLANTED = {
@@ -36,17 +38,6 @@ PRIVATE_VALUE = "PrivatePlanted Janette"
 SOURCES = ["CT_small.dcm", "MR_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm",
            "MR_small_RLE.dcm", "JPEG2000.dcm", "rtplan.dcm", "liver_1frame.dcm", "rtdose.dcm",
            "image_dfl.dcm", "test-SR.dcm", "waveform_ecg.dcm"]
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run ``site-node`` in-process; returns (exit code, stdout, stderr)."""
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def make_home(path: Path, cleared: list[str] | None = None) -> Path:
