@@ -64,6 +64,45 @@ class BodyLimitMiddleware:
                 await _too_large(scope, receive, send, self.limit)
 
 
+class KeepAliveLimitMiddleware:
+    """Ask the client to close its connection after ``limit`` requests on it.
+
+    With ``serve --workers N`` the workers share one listening socket and whichever accepts first keeps
+    that keep-alive connection for good: a burst of clients can land 15 to 1 on one worker while the
+    other idles. Recycling each connection after ``limit`` requests lets the next accept go to the worker
+    that is free at that moment, so load evens out. Connections are told apart by the peer address.
+    """
+
+    _TRACKED = 4096  # connections remembered per worker (oldest forgotten first)
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.counts: dict[Any, int] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        peer = scope.get("client")
+        if scope["type"] != "http" or peer is None:
+            await self.app(scope, receive, send)
+            return
+        key = tuple(peer)
+        count = self.counts.pop(key, 0) + 1
+        if count < self.limit:
+            self.counts[key] = count  # re-inserted: the dict stays in least-recently-used order
+            if len(self.counts) > self._TRACKED:
+                del self.counts[next(iter(self.counts))]
+            await self.app(scope, receive, send)
+            return
+
+        async def closing_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", []) if h[0].lower() != b"connection"]
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive, closing_send)
+
+
 async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
     body = {"error": "payload_too_large", "message": f"request body exceeds {limit} bytes"}
     await JSONResponse(body, status_code=413)(scope, receive, send)
@@ -139,6 +178,8 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_payload_bytes)
+    if settings.keepalive_requests:
+        app.add_middleware(KeepAliveLimitMiddleware, limit=settings.keepalive_requests)
     return app
 
 

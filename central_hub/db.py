@@ -53,9 +53,15 @@ def get_engine(url: str) -> Engine:
 
 
 @lru_cache(maxsize=16)
+def shared_engine(url: str) -> Engine:
+    """The process's one engine (and connection pool) for the hub database at ``url``."""
+    return get_engine(url)
+
+
+@lru_cache(maxsize=16)
 def session_factory(url: str) -> sessionmaker[Session]:
     """The session factory bound to the hub database at ``url``."""
-    return sessionmaker(bind=get_engine(url), expire_on_commit=False)
+    return sessionmaker(bind=shared_engine(url), expire_on_commit=False)
 
 
 def session_scope(url: str) -> Iterator[Session]:

@@ -178,6 +178,9 @@ class HubSettings(_HomeSettings):
     port: int = Field(default=8080, ge=1, le=65535)
     max_payload_bytes: int = Field(default=2_000_000, ge=1024)
     default_floor_k: int = Field(default=10, ge=MIN_FLOOR)
+    #: Close a keep-alive connection after this many requests (0: never), like nginx's
+    #: ``keepalive_requests``: clients reconnect and the least busy ``serve --workers`` process takes them.
+    keepalive_requests: int = Field(default=50, ge=0)
     nvflare_mode: Literal["simulator", "production"] = "simulator"
     nvflare_admin_kit: Path | None = None
     nvflare_admin_user: str | None = None

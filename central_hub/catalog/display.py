@@ -33,13 +33,16 @@ def cell_count(n: int | None, s: int, floor_k: int | None) -> Count:
 def summed_count(known: int | None, suppressed_parts: int, parts: int, unavailable_parts: int = 0) -> Count:
     """A sum over cells: the known part, flagged as a lower bound when any part was suppressed.
 
-    A sum whose parts are all unavailable is ``n/a``. Suppressed parts are never turned into numbers.
+    A suppressed cell (``"<k"`` or ``"suppressed"``) is never a number, but it is never empty either
+    (zero is published as 0), so each adds 1 to the lower bound: three ``"<10"`` cells sum to "≥ 3",
+    not "≥ 0". A sum whose parts are all unavailable is ``n/a``; unavailable parts add nothing.
     """
     known = int(known or 0)
     if parts and unavailable_parts == parts:
         return _count(None, "n/a")
     if suppressed_parts or unavailable_parts:
-        return _count(known, f"≥ {known}", True)
+        bound = known + int(suppressed_parts)
+        return _count(bound, f"≥ {bound}", True)
     return _count(known, str(known))
 
 
@@ -50,7 +53,7 @@ def summed_counts(
     return [
         _count(None, "n/a")
         if p and u == p
-        else {"value": k, "display": f"≥ {k}", "lower_bound": True}
+        else {"value": k + h, "display": f"≥ {k + h}", "lower_bound": True}
         if h or u
         else {"value": k, "display": str(k), "lower_bound": False}
         for k, h, p, u in zip(known, suppressed_parts, parts, unavailable_parts, strict=True)

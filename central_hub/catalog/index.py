@@ -11,6 +11,7 @@ next search in each worker rebuilds the index.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,6 +85,7 @@ class CatalogIndex:
     rank: dict[str, np.ndarray] = field(default_factory=dict)  # sort key -> rank of each collection
     cell_at: dict[tuple[int, int], int] = field(default_factory=dict)
     value_rank: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # column -> rank
+    text_masks: OrderedDict[str, np.ndarray] = field(default_factory=OrderedDict)  # free text -> mask
 
     @property
     def size(self) -> int:

@@ -7,15 +7,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import func, insert, select
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select
 from sqlalchemy.orm import Session
+from starlette.datastructures import QueryParams
 
 from central_hub.audit import AuditEvent, write_audit
-from central_hub.auth.deps import bearer, current_principal, require_role
-from central_hub.auth.tokens import Principal, create_token
+from central_hub.auth.deps import COOKIE_NAME, bearer, require_role
+from central_hub.auth.models import Token
+from central_hub.auth.tokens import Principal, create_token, hash_token
 from central_hub.catalog import crud
 from central_hub.catalog.display import cell_count, cell_public
-from central_hub.catalog.models import CatalogCollection, FacetCell
+from central_hub.catalog.models import CatalogCollection, CatalogState, FacetCell, Site
 from central_hub.catalog.params import (
     MAX_TEXT_LEN,
     MAX_VALUES,
@@ -35,11 +37,11 @@ from central_hub.catalog.schemas import (
     SiteDetailPublic,
     SitePublic,
 )
-from central_hub.catalog.search import SearchAnswer, search
-from central_hub.db import session_factory, utcnow
+from central_hub.catalog.search import SearchAnswer, search, search_version
+from central_hub.db import shared_engine, utcnow
 from central_hub.deps import get_session
 from common.config import MIN_FLOOR
-from common.errors import PermissionDeniedError
+from common.errors import AuthenticationError, PermissionDeniedError
 from common.schemas import MEASURES, CohortSummary
 
 router = APIRouter(tags=["catalog"])
@@ -130,9 +132,8 @@ def search_query(
     )
 
 
-def run_search(session: Session, principal: Principal, query: SearchQuery) -> SearchAnswer:
-    """Search and write the audit row (who, what filter)."""
-    answer = search(session, query)
+def _search_audit(principal: Principal, query: SearchQuery, answer: SearchAnswer) -> dict[str, Any]:
+    """The audit row of a search (who, what filter, how many results)."""
     detail = {
         "filters": {f: list(v) for f, v in query.filters.items()},
         "q": query.q,
@@ -140,19 +141,72 @@ def run_search(session: Session, principal: Principal, query: SearchQuery) -> Se
         "sort": query.sort,
         "results": answer.data["total_collections"],
     }
-    # one Core INSERT: the same row write_audit adds, without the ORM unit of work (hot path)
-    stmt = insert(AuditEvent).values(
-        actor=principal.label[:96], action="catalog.search", detail=detail, at=utcnow()
+    return {"actor": principal.label[:96], "action": "catalog.search", "detail": detail, "at": utcnow()}
+
+
+# Hot-path statements, built once (their compiled SQL is cached by SQLAlchemy per engine).
+_AUDIT_INSERT = insert(AuditEvent.__table__)  # type: ignore[arg-type]
+# a search changes nothing but its audit row: on PostgreSQL do not wait for the WAL flush (state
+# changes do); SET LOCAL rides on the INSERT (set_config(..., true)) to save a round trip
+_AUDIT_INSERT_ASYNC_COMMIT = _AUDIT_INSERT.returning(func.set_config("synchronous_commit", "off", True))
+# the token, its site and the catalog version in one round trip
+_TOKEN_AND_VERSION = (
+    select(
+        Token.id,
+        Token.name,
+        Token.role,
+        Token.site_id,
+        Token.revoked_at,
+        Site.name.label("site_name"),
+        select(CatalogState.version).where(CatalogState.id == 1).scalar_subquery().label("version"),
     )
-    if session.get_bind().dialect.name == "postgresql":
-        # a search changes nothing but its audit row: do not wait for the WAL flush (state changes
-        # do); SET LOCAL rides on the INSERT (set_config(..., true)) to save a round trip
-        stmt = stmt.returning(func.set_config("synchronous_commit", "off", True))
-        session.execute(stmt).all()
+    .outerjoin(Site, Site.id == Token.site_id)
+    .where(Token.token_hash == bindparam("token_hash"))
+)
+
+
+def _write_search_audit(conn: Connection, row: dict[str, Any]) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(_AUDIT_INSERT_ASYNC_COMMIT, row).all()
     else:
-        session.execute(stmt)
+        conn.execute(_AUDIT_INSERT, row)
+
+
+def run_search(session: Session, principal: Principal, query: SearchQuery) -> SearchAnswer:
+    """Search and write the audit row (who, what filter) in ``session``'s transaction, then commit."""
+    answer = search(session, query)
+    _write_search_audit(session.connection(), _search_audit(principal, query, answer))
     session.commit()
     return answer
+
+
+def search_json(engine: Engine, clear_token: str | None, params: QueryParams) -> bytes:
+    """The whole ``GET /catalog/search`` on one pooled connection: two round trips in all.
+
+    The same checks as ``require_role(*SEARCH_ROLES)`` and :func:`search_query` (token, role, then
+    the parameters), the search itself and its audit row, without an ORM session (the hot path).
+
+    Raises:
+        AuthenticationError: no token, or an unknown or revoked one (HTTP 401).
+        PermissionDeniedError: a role that may not search (HTTP 403).
+        InputError: an unknown parameter or a value out of range (HTTP 422).
+    """
+    if not clear_token:
+        raise AuthenticationError("a bearer token is required", field="Authorization")
+    with engine.connect() as conn:
+        row = conn.execute(_TOKEN_AND_VERSION, {"token_hash": hash_token(clear_token)}).first()
+        if row is None or row.revoked_at is not None:
+            raise AuthenticationError("unknown or revoked token", field="Authorization")
+        principal = _search_role(
+            Principal(
+                token_id=row.id, name=row.name, role=row.role, site_id=row.site_id, site_name=row.site_name
+            )
+        )
+        query = parse_search(params)
+        answer = search_version(engine, row.version or "", query)
+        _write_search_audit(conn, _search_audit(principal, query, answer))
+        conn.commit()
+    return answer.json()
 
 
 _search_role = require_role(*SEARCH_ROLES)
@@ -175,10 +229,8 @@ async def get_search(request: Request) -> Response:
     # The hot path runs inline (no worker-thread hops for the session, the token and the handler):
     # the same token check as require_role(*SEARCH_ROLES), then the search and its audit row.
     credentials = await bearer(request)
-    with session_factory(request.app.state.settings.database_url)() as session:
-        principal = _search_role(current_principal(request, credentials, session))
-        query = parse_search(request.query_params)
-        body = run_search(session, principal, query).json()
+    clear = credentials.credentials if credentials else request.cookies.get(COOKIE_NAME)
+    body = search_json(shared_engine(request.app.state.settings.database_url), clear, request.query_params)
     # the answer has the documented SearchResponse shape: send its cached JSON as is
     return Response(body, media_type="application/json")
 

@@ -58,9 +58,27 @@ def filter_masks(index: CatalogIndex, query: SearchQuery) -> dict[str, np.ndarra
             np.asarray(index.present[:, cols].any(axis=1)) if cols else np.zeros(index.size, dtype=bool)
         )
     if query.q:
-        needle = query.q.lower()
-        masks[_TEXT] = np.fromiter((needle in text for text in index.coll_text), dtype=bool, count=index.size)
+        masks[_TEXT] = text_mask(index, query.q.lower())
     return masks
+
+
+_TEXT_MASKS = 256  # free-text masks remembered per index (people repeat their words)
+
+
+def text_mask(index: CatalogIndex, needle: str) -> np.ndarray:
+    """Collections whose description contains ``needle`` (lower case), remembered per index."""
+    cache = index.text_masks
+    with _cache_lock:
+        hit = cache.get(needle)
+    if hit is not None:
+        return hit
+    mask = np.fromiter((needle in text for text in index.coll_text), dtype=bool, count=index.size)
+    mask.flags.writeable = False  # shared between searches: combined() copies before AND-ing
+    with _cache_lock:
+        cache[needle] = mask
+        while len(cache) > _TEXT_MASKS:
+            cache.popitem(last=False)
+    return mask
 
 
 def combined(index: CatalogIndex, masks: dict[str, np.ndarray], exclude: str | None = None) -> np.ndarray:
@@ -255,7 +273,13 @@ def search(session: Session, query: SearchQuery, *, use_cache: bool = True) -> S
     """
     engine = session.get_bind()
     assert isinstance(engine, Engine)  # the hub's sessions are bound to an engine
-    version = catalog_version(session)
+    return search_version(engine, catalog_version(session), query, use_cache=use_cache)
+
+
+def search_version(
+    engine: Engine, version: str, query: SearchQuery, *, use_cache: bool = True
+) -> SearchAnswer:
+    """:func:`search` at a catalog ``version`` the caller has just read from ``engine``'s database."""
     key = (str(engine.url), version, *query.cache_key())
     if use_cache:
         hit = _cached(_cache, key)

@@ -32,9 +32,10 @@ def test_publish_then_search_returns_every_collection(client, published) -> None
 def test_suppressed_cells_are_shown_as_below_floor_and_never_summed(client, published) -> None:
     body = _search(client, published, site="site-b")
     sex = {v["value"]: v["persons"] for v in body["facets"]["sex"]}
-    # site-b: CT female 62 + PT female "<10" -> a lower bound, not a number
-    assert sex["female"] == {"value": 62, "display": "≥ 62", "lower_bound": True}
-    assert sex["male"]["display"] == "≥ 55"
+    # site-b: CT female 62 + PT female "<10" -> a lower bound, not a number; the hidden cell holds
+    # at least 1 person (zero is published as 0), so the bound is 63
+    assert sex["female"] == {"value": 63, "display": "≥ 63", "lower_bound": True}
+    assert sex["male"]["display"] == "≥ 56"
     assert sex["unknown"] == {"value": None, "display": "<10", "lower_bound": False}
 
 
@@ -214,3 +215,44 @@ def test_search_parameters_stay_documented(client) -> None:
         "q", "page", "page_size", "sort", "facet_limit", "detail",
         "modality", "body_part", "sex", "age_band", "condition", "study_year_band", "site", "country",
     }  # fmt: skip
+
+
+def test_repeated_free_text_gives_the_same_answers_across_filters(client, published) -> None:
+    """The free-text mask is remembered per catalog version; reuse must not leak between searches."""
+    first = _search(client, published, q="imaging")["total_collections"]
+    narrowed = _search(client, published, q="imaging", modality=["MR"])["total_collections"]
+    again = _search(client, published, q="imaging")["total_collections"]
+    assert first == again and 0 < narrowed < first
+
+
+def test_a_revoked_token_cannot_search_and_a_site_token_may_not(client, published) -> None:
+    r = client.get("/catalog/search", headers=published.headers("site_a"))
+    assert r.status_code == 403
+    me = client.get("/tokens", headers=published.headers("hub_admin")).json()
+    searcher = next(t for t in me if t["role"] == "searcher")
+    revoke = client.delete(f"/tokens/{searcher['id']}", headers=published.headers("hub_admin"))
+    assert revoke.status_code in (200, 204)
+    r = client.get("/catalog/search", headers=published.headers("searcher"))
+    assert r.status_code == 401 and r.json()["field"] == "Authorization"
+    assert client.get("/catalog/search").status_code == 401
+
+
+def test_the_web_cookie_token_works_for_the_search_api(client, published) -> None:
+    client.cookies.set("hub_token", published.researcher)
+    try:
+        r = client.get("/catalog/search", params={"modality": "CT"})
+    finally:
+        client.cookies.clear()
+    assert r.status_code == 200 and r.json()["filters"] == {"modality": ["CT"]}
+
+
+def test_keep_alive_connections_are_recycled_after_the_configured_requests(hub_settings) -> None:
+    """Every Nth request on one connection answers ``Connection: close`` (spreads clients over workers)."""
+    from fastapi.testclient import TestClient
+
+    from central_hub.app import create_app
+
+    settings = hub_settings.model_copy(update={"keepalive_requests": 3})
+    with TestClient(create_app(settings)) as client:
+        answers = [client.get("/healthz").headers.get("connection") for _ in range(6)]
+    assert answers == [None, None, "close", None, None, "close"]
