@@ -121,6 +121,7 @@ class Pseudonymizer:
         if len(key) < KEY_BYTES:
             raise KeyFileError(f"site key must be at least {KEY_BYTES} bytes", field="site_key")
         self._key = bytes(key)
+        self._keyed = hmac.new(self._key, digestmod=hashlib.sha256)
 
     @classmethod
     def ephemeral(cls) -> Pseudonymizer:
@@ -132,7 +133,9 @@ class Pseudonymizer:
         if not namespace or "\x00" in namespace:
             raise InputError("invalid pseudonym namespace", field="namespace")
         msg = _DOMAIN + namespace.encode("ascii") + b"\x00" + str(value).encode("utf-8")
-        return hmac.new(self._key, msg, hashlib.sha256).digest()
+        mac = self._keyed.copy()  # the key schedule is done once per pseudonymizer, not per value
+        mac.update(msg)
+        return mac.digest()
 
     def pseudonym(self, namespace: str, value: str) -> str:
         """Pseudonymous ID: namespace letter + 15 base32 characters (16 characters)."""

@@ -95,7 +95,7 @@ class MapContext:
         ref = self.resolve(reference)
         if not ref or not ref.startswith("Encounter/"):
             return None
-        return self.row_id("visit_occurrence", ref)
+        return visit_row_id(self.pz, ref)
 
     def code(self, concept: Any) -> tuple[ConceptMatch, str | None]:
         """Map a CodeableConcept: the first coding that maps, else the first coded one (unmapped).
@@ -182,6 +182,12 @@ def source_key(pz: Pseudonymizer, ref: str) -> str:
     Bookkeeping keys of the clinical tables; the FHIR id itself never reaches the database.
     """
     return pz.digest("resource", ref)[:16].hex()
+
+
+@lru_cache(maxsize=65536)
+def visit_row_id(pz: Pseudonymizer, ref: str) -> int:
+    """``visit_occurrence_id`` of an ``Encounter/<id>`` (cached: an encounter has many records)."""
+    return pz.integer_id("omop_row", f"visit_occurrence:{ref}:0")
 
 
 @lru_cache(maxsize=65536)

@@ -152,13 +152,14 @@ class FhirWorker:
             result.read += 1
             result.quarantined.append(Quarantined(0, task.error, "file"))
         elif task.lines is not None:
+            ctx = self._context()  # one per chunk: _resource leaves its per-record lists empty
             for position, raw in task.lines:
-                self._line(position, raw, result)
+                self._line(position, raw, result, ctx)
         elif task.document is not None:
             self._document(task.document, result)
         return result
 
-    def _line(self, position: int, raw: bytes, result: ChunkResult) -> None:
+    def _line(self, position: int, raw: bytes, result: ChunkResult, ctx: MapContext) -> None:
         raw = raw.strip()
         if not raw:
             return
@@ -177,7 +178,7 @@ class FhirWorker:
             self._bundle(obj, raw, position, result)  # one Bundle per line: its entries are read
             return
         result.read += 1
-        self._resource(obj, sha, position, raw, result, self._context())
+        self._resource(obj, sha, position, raw, result, ctx)
 
     def _document(self, data: bytes, result: ChunkResult) -> None:
         try:
@@ -243,6 +244,10 @@ class FhirWorker:
     ) -> None:
         def quarantine(reason: str, where: str | None) -> None:
             result.quarantined.append(Quarantined(position, reason, where, raw))
+
+        ctx.unmapped.clear()  # what an earlier record left (one set aside mid-mapping) is not ours
+        ctx.codes.clear()
+        ctx.invalid.clear()
 
         rtype = obj.get("resourceType") if isinstance(obj, dict) else None
         if not isinstance(rtype, str) or not rtype:
