@@ -21,6 +21,7 @@ from sqlalchemy import create_engine
 
 from common.crypto import Pseudonymizer, sha256_hex
 from common.errors import InputError
+from site_node.clinical.fhir.allergy import map_allergy
 from site_node.clinical.fhir.base import MapContext, Mapped, MissingDate, source_key, to_datetime
 from site_node.clinical.fhir.condition import map_condition
 from site_node.clinical.fhir.encounter import map_encounter
@@ -43,6 +44,7 @@ MAPPERS: dict[str, Callable[[Any, MapContext, Mapped], None]] = {
     "MedicationStatement": map_medication_statement,
     "Immunization": map_immunization,
     "ImagingStudy": map_imaging_study,
+    "AllergyIntolerance": map_allergy,
 }
 #: Writers resolve references in this order (patients, then visits, then events).
 PRIORITY = {"Patient": 0, "Encounter": 1, "ImagingStudy": 3}

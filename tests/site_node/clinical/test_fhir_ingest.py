@@ -193,3 +193,38 @@ def test_kill_mid_file_loses_nothing_on_rerun(sqlite_home: Path, monkeypatch) ->
     summary = ingest_fhir(open_site(sqlite_home), [src], workers=1)
     assert summary.files_skipped == 1 and summary.unchanged > 0
     assert len(_rows(sqlite_home, "measurement")) == 12 and len(_rows(sqlite_home, "person")) == 6
+
+
+HL7_CS = "http://terminology.hl7.org/CodeSystem"
+
+
+def test_allergy_becomes_an_observation_with_coded_fields_only(clinical_home: Path) -> None:
+    src = clinical_home.parent / "in"
+    allergy = {
+        "resourceType": "AllergyIntolerance",
+        "id": "al1",
+        "clinicalStatus": {"coding": [{"system": f"{HL7_CS}/allergyintolerance-clinical", "code": "active"}]},
+        "type": "allergy",
+        "criticality": "high",
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "91936005"}], "text": "Quintessa"},
+        "patient": {"reference": "Patient/p1"},
+        "onsetDateTime": "2019-05-06",
+        "recordedDate": "2020-03-03",
+        "note": [{"text": "told by Quintessa"}],
+        "reaction": [{"manifestation": [{"text": "Quintessa rash"}], "description": "Quintessa itch"}],
+    }
+    undated = {**allergy, "id": "al2"}
+    for key in ("onsetDateTime", "recordedDate"):
+        del undated[key]
+    write_ndjson(src / "Patient.ndjson", [patient("p1", "MRN-0001")])
+    write_ndjson(src / "AllergyIntolerance.ndjson", [allergy, undated])
+    summary = ingest_fhir(open_site(clinical_home), [src], workers=1)
+    assert summary.rows["observation"] == 1
+    assert summary.quarantined["missing_date"] == 1
+    [row] = _rows(clinical_home, "observation")
+    offset = _pz(clinical_home).date_offset("MRN-0001")
+    assert row["observation_date"] == dt.date(2019, 5, 6) + dt.timedelta(days=offset)  # onset, shifted
+    assert row["observation_source_value"] == "91936005"
+    assert (row["qualifier_source_value"], row["value_source_value"]) == ("allergy", "high")
+    assert row["person_id"] == _pz(clinical_home).integer_id("patient", "MRN-0001")
+    assert "Quintessa" not in json.dumps(row, default=str)

@@ -49,6 +49,11 @@ def expected_counts() -> Counter[str]:
     out["drug_exposure"] = sum(1 for m in _resources("MedicationRequest") if m.get("authoredOn")) + sum(
         1 for i in _resources("Immunization") if i.get("occurrenceDateTime")
     )
+    out["observation"] = sum(
+        1
+        for a in _resources("AllergyIntolerance")
+        if a.get("onsetDateTime") or a.get("onsetPeriod") or a.get("recordedDate") or a.get("lastOccurrence")
+    )
     return out
 
 
