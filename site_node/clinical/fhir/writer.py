@@ -41,10 +41,10 @@ class TableInfo:
 
     def values(self, row: dict[str, Any]) -> list[Any]:
         """``row`` as a list in column order, strings cut to their column length."""
-        out = [row.get(name) for name in self.columns]
+        out = list(map(row.get, self.columns))
         for index, length in self.lengths:
             value = out[index]
-            if isinstance(value, str) and len(value) > length:
+            if value is not None and len(value) > length and isinstance(value, str):
                 out[index] = value[:length]
         return out
 
@@ -109,19 +109,23 @@ def decode_codes(text: str | None) -> dict[str, tuple[int, int]]:
     return out
 
 
+def _sqlite_text(value: Any) -> Any:
+    """A date or datetime as the text SQLAlchemy's SQLite types store (anything else unchanged)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value.isoformat(" ", "microseconds")
+    return value.isoformat()
+
+
 def _sqlite_dates(rows: list[list[Any]], indexes: tuple[int, ...]) -> None:
     """Dates and datetimes as the text SQLAlchemy's SQLite types store (in place)."""
-    for row in rows:
-        for index in indexes:
-            value = row[index]
-            if value is None:
-                continue
-            if isinstance(value, dt.datetime):
-                if value.tzinfo is not None:
-                    value = value.astimezone(dt.UTC).replace(tzinfo=None)
-                row[index] = value.isoformat(" ", "microseconds")
-            else:
-                row[index] = value.isoformat()
+    for index in indexes:
+        for row in rows:
+            if row[index] is not None:
+                row[index] = _sqlite_text(row[index])
 
 
 @dataclass
@@ -238,8 +242,7 @@ class OmopWriter:
             person = found
             produced = []
             delta = None if item.dates_shifted else dt.timedelta(days=person.offset)
-            for table, values in item.rows:
-                row = as_list(table, values)
+            for table, row in item.rows:
                 table_info = TABLES[table]
                 self._prepare(table_info, row, person, delta, visits)
                 inserts[table].append(row)
