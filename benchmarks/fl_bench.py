@@ -10,7 +10,11 @@ then on the pooled validation set of all three compares:
 and splits the federated wall time per round into local work (training + validation, the slowest
 site) and everything else (NVFlare: model transfer, aggregation, filters, scheduling).
 
-    python benchmarks/fl_bench.py [--patients 12] [--rounds 12] [--local-epochs 1] [--out DIR]
+Every arm uses the same Adam learning rate and schedule per epoch (default: 0.01, cosine decay over
+the whole run; a federated client follows the curve over rounds x local epochs).
+
+    python benchmarks/fl_bench.py [--patients 12] [--rounds 24] [--local-epochs 1] [--lr 0.01]
+        [--lr-schedule cosine] [--seed 7] [--out DIR]
 """
 
 from __future__ import annotations
@@ -76,7 +80,7 @@ def pool(homes: dict[str, Path], out: Path) -> Path:
 
 
 def run_federated(
-    homes: dict[str, Path], out: Path, rounds: int, epochs: int, aggregation: str = "fedavg"
+    homes: dict[str, Path], out: Path, rounds: int, epochs: int, optim: dict[str, object]
 ) -> tuple[Path, float]:
     """Run seg3d in the simulator; return its workspace and wall time."""
     workspace = out / "fl-workspace"
@@ -93,9 +97,9 @@ def run_federated(
         f"local_epochs={epochs}",
         "--param",
         "cross_site_eval=false",
-        "--param",
-        f"aggregation={aggregation}",
     ]
+    for key, value in optim.items():
+        cmd += ["--param", f"{key}={json.dumps(value)}"]
     for name, home in homes.items():
         cmd += ["--site", f"{name}={home}"]
     started = time.perf_counter()
@@ -132,15 +136,15 @@ def evaluate_checkpoint(path: Path, pooled: Path) -> float:
     return evaluate(model, val, device=torch.device("cpu"), patch=DEFAULT_PATCH)
 
 
-def train_and_score(curated: Path, pooled: Path, epochs: int) -> float:
-    """Train on ``curated`` alone and score on the pooled validation set."""
+def train_and_score(curated: Path, pooled: Path, epochs: int, lr: float, lr_schedule: str) -> float:
+    """Train on ``curated`` alone (same optimizer, lr and schedule as the clients); pooled-set Dice."""
     import torch
 
     from site_node.training.data import DEFAULT_PATCH, make_loaders
     from site_node.training.engine import evaluate
     from site_node.training.local import train_site
 
-    model = train_site(curated, epochs=epochs, device="cpu")["model"]
+    model = train_site(curated, epochs=epochs, lr=lr, lr_schedule=lr_schedule, device="cpu")["model"]
     _, val, _ = make_loaders(pooled)
     return evaluate(model, val, device=torch.device("cpu"), patch=DEFAULT_PATCH)
 
@@ -149,10 +153,12 @@ def main() -> None:
     """Run the three arms and print one table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=12)
-    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--rounds", type=int, default=24)
     parser.add_argument("--local-epochs", type=int, default=1)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--aggregation", choices=["fedavg", "fedprox", "fedopt"], default="fedavg")
+    parser.add_argument("--lr", type=float, default=0.01, help="Adam learning rate of every arm")
+    parser.add_argument("--lr-schedule", choices=["constant", "cosine"], default="cosine")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="fl-bench-"))
@@ -161,18 +167,21 @@ def main() -> None:
 
     homes = build_sites(out, args.patients, args.seed)
     pooled = pool(homes, out)
-    workspace, fl_wall = run_federated(homes, out, args.rounds, args.local_epochs, args.aggregation)
+    optim = {"aggregation": args.aggregation, "lr": args.lr, "lr_schedule": args.lr_schedule}
+    workspace, fl_wall = run_federated(homes, out, args.rounds, args.local_epochs, optim)
     model_path = next(p for p in workspace.rglob("FL_global_model.pt") if "cross_site_val" not in p.parts)
     label = {"fedavg": "FedAvg", "fedprox": "FedProx", "fedopt": "FedOpt"}[args.aggregation]
     rows = [(f"federated {label} (NVFlare simulator)", evaluate_checkpoint(model_path, pooled))]
-    rows.append(("centralized (pooled data)", train_and_score(pooled, pooled, total)))
+    same = (total, args.lr, args.lr_schedule)
+    rows.append(("centralized (pooled data)", train_and_score(pooled, pooled, *same)))
     for name, home in homes.items():
-        rows.append((f"{name} alone", train_and_score(home / "curated", pooled, total)))
+        rows.append((f"{name} alone", train_and_score(home / "curated", pooled, *same)))
     wall, local = round_timing(workspace)
 
     print(
         f"\nfl_bench: 3 synthetic sites x {args.patients} patients, {args.rounds} rounds x "
-        f"{args.local_epochs} local epochs ({total} epochs for every arm), Dice on the pooled validation set"
+        f"{args.local_epochs} local epochs ({total} epochs for every arm), Adam lr {args.lr:g} "
+        f"{args.lr_schedule}, Dice on the pooled validation set"
     )
     print(f"{'model':<40} {'Dice':>7}")
     for name, dice in rows:

@@ -20,6 +20,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant")
     args = parser.parse_args()
     config = ClientConfig(
         epochs=args.epochs,
@@ -29,6 +30,7 @@ def main() -> None:
         batch_size=args.batch_size,
         device=args.device,
         seed=args.seed,
+        lr_schedule=args.lr_schedule,
     )
     run_client(config, Path(__file__).resolve().parent)
 

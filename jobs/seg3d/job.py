@@ -21,6 +21,7 @@ DEFAULTS: dict[str, Any] = {
     "rounds": 4,
     "local_epochs": 3,
     "lr": 3e-3,
+    "lr_schedule": "constant",
     "patch": [32, 32, 16],
     "channels": [8, 16, 32],
     "batch_size": 2,
@@ -32,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "params_transfer": "full",
 }
 AGGREGATIONS = ("fedavg", "fedprox", "fedopt")
+LR_SCHEDULES = ("constant", "cosine")
 #: NVFlare filter tables are keyed by task name (no wildcard): every task a client answers.
 TASKS = ["train", "validate", "submit_model"]
 
@@ -61,6 +63,8 @@ def _check(p: dict[str, Any]) -> None:
         _int(v, "channels", 1, 512)
     if p["aggregation"] not in AGGREGATIONS:
         raise ValueError(f"aggregation must be one of {', '.join(AGGREGATIONS)}")
+    if p["lr_schedule"] not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}")
     if p["device"] not in (None, "cpu", "cuda"):
         raise ValueError("device must be cpu, cuda or null")
     if p["params_transfer"] not in ("full", "diff"):
@@ -94,6 +98,7 @@ def _train_args(p: dict[str, Any]) -> str:
         "--channels " + ",".join(str(int(v)) for v in p["channels"]),
         f"--batch-size {int(p['batch_size'])}",
         f"--seed {int(p['seed'])}",
+        f"--lr-schedule {p['lr_schedule']}",
     ]
     if p.get("device"):
         args.append(f"--device {p['device']}")

@@ -21,7 +21,7 @@ from site_node.curation.readiness import require_ready
 from site_node.training.approval import check_approved, find_custom_dir, identify_job
 from site_node.training.data import DEFAULT_PATCH, make_loaders
 from site_node.training.device import describe_device, select_device
-from site_node.training.engine import evaluate, train_epochs
+from site_node.training.engine import evaluate, scheduled_lr, train_epochs
 from site_node.training.model import DEFAULT_CHANNELS, SegUNet
 from site_node.training.privacy_filter import REFUSED_KEY
 from site_node.training.site import resolve_site_home
@@ -40,6 +40,7 @@ class ClientConfig:
     batch_size: int = 2
     device: str | None = None
     seed: int = 0
+    lr_schedule: str = "constant"
     model_args: dict[str, Any] = field(default_factory=dict)
 
 
@@ -57,6 +58,19 @@ def admission(client_name: str, custom_dir: Path) -> tuple[Path, str | None]:
 
 def _to_cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu() for k, v in state.items()}
+
+
+def epoch_span(incoming: Any, epochs: int) -> tuple[int, int | None]:
+    """Where this round's local epochs sit in the whole job: (first epoch, total epochs).
+
+    The learning-rate schedule runs over rounds x local epochs, like a centralized run of the same
+    number of epochs. Total is None when the server did not say how many rounds there are.
+    """
+    start = incoming.start_round or 0
+    current = incoming.current_round if incoming.current_round is not None else start
+    if not incoming.total_rounds:
+        return (current - start) * epochs, None
+    return (current - start) * epochs, incoming.total_rounds * epochs
 
 
 def run_client(config: ClientConfig, custom_dir: Path) -> None:
@@ -99,6 +113,10 @@ def run_client(config: ClientConfig, custom_dir: Path) -> None:
             continue
         anchor = {k: v.detach().clone().to(device) for k, v in model.state_dict().items()}
         mu = float((incoming.meta or {}).get("fedprox_mu") or 0.0)
+        first_epoch, total_epochs = epoch_span(incoming, config.epochs)
+        schedule = config.lr_schedule if total_epochs else "constant"
+        if schedule != config.lr_schedule:
+            log.warning("the server sent no total rounds; training at a constant learning rate")
         started = time.perf_counter()
         result = train_epochs(
             model,
@@ -109,14 +127,18 @@ def run_client(config: ClientConfig, custom_dir: Path) -> None:
             anchor=anchor if mu > 0 else None,
             mu=mu,
             optimizer=optimizer,
+            lr_schedule=schedule,
+            first_epoch=first_epoch,
+            total_epochs=total_epochs,
         )
         train_s = time.perf_counter() - started
         local_state = _to_cpu(model.state_dict())
         log.info(
-            "round %s: val_dice(global)=%.4f train_loss=%.4f on %s",
+            "round %s: val_dice(global)=%.4f train_loss=%.4f lr=%.2e on %s",
             incoming.current_round,
             dice,
             result.mean_loss,
+            scheduled_lr(config.lr, schedule, first_epoch, total_epochs or config.epochs),
             device.type,
         )
         flare.send(

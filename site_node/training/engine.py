@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -14,6 +15,8 @@ from monai.networks.utils import one_hot
 from torch import nn
 
 log = logging.getLogger(__name__)
+
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -29,6 +32,26 @@ class TrainResult:
 def make_loss() -> nn.Module:
     """Dice + cross-entropy on softmax outputs with integer labels."""
     return DiceCELoss(to_onehot_y=True, softmax=True)
+
+
+def scheduled_lr(lr: float, schedule: str, epoch: int, total_epochs: int) -> float:
+    """Learning rate of epoch ``epoch`` (0-based) of a run of ``total_epochs``.
+
+    Args:
+        lr: the peak (initial) learning rate.
+        schedule: ``constant``, or ``cosine`` (half a cosine from ``lr`` towards 0 over the run).
+        epoch: the epoch about to run, counted over the whole run (a federated client counts the
+            epochs of earlier rounds too, so every arm follows the same curve per epoch).
+        total_epochs: epochs in the whole run.
+
+    Raises:
+        ValueError: an unknown schedule.
+    """
+    if schedule == "constant":
+        return lr
+    if schedule == "cosine":
+        return lr * 0.5 * (1 + math.cos(math.pi * min(epoch, total_epochs) / max(total_epochs, 1)))
+    raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}")
 
 
 def _proximal(model: nn.Module, anchor: dict[str, torch.Tensor] | None, mu: float) -> torch.Tensor | float:
@@ -49,6 +72,9 @@ def train_epochs(
     anchor: dict[str, torch.Tensor] | None = None,
     mu: float = 0.0,
     optimizer: torch.optim.Optimizer | None = None,
+    lr_schedule: str = "constant",
+    first_epoch: int = 0,
+    total_epochs: int | None = None,
 ) -> TrainResult:
     """Train ``model`` in place for ``epochs`` passes over ``loader`` with Adam.
 
@@ -62,12 +88,18 @@ def train_epochs(
         mu: FedProx coefficient.
         optimizer: an optimizer to keep using (a federated client keeps its Adam state across
             rounds); a fresh Adam with ``lr`` when None.
+        lr_schedule: ``constant`` or ``cosine`` (see :func:`scheduled_lr`).
+        first_epoch: index of this call's first epoch in the whole run (federated: round x epochs).
+        total_epochs: epochs in the whole run (``epochs`` when None).
     """
     model.to(device).train()
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = make_loss()
     losses: list[float] = []
-    for _ in range(epochs):
+    total = total_epochs or epochs
+    for epoch in range(first_epoch, first_epoch + epochs):
+        for group in optimizer.param_groups:
+            group["lr"] = scheduled_lr(lr, lr_schedule, epoch, total)
         for batch in loader:
             image, label = batch["image"].to(device), batch["label"].to(device)
             optimizer.zero_grad()

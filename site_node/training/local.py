@@ -23,13 +23,18 @@ def train_site(
     patch: Sequence[int] = DEFAULT_PATCH,
     channels: Sequence[int] = DEFAULT_CHANNELS,
     seed: int = 0,
+    lr_schedule: str = "constant",
 ) -> dict[str, Any]:
-    """Train a fresh model for ``epochs`` and return its validation Dice, device and loss."""
+    """Train a fresh model for ``epochs`` and return its validation Dice, device and loss.
+
+    ``lr_schedule`` (``constant`` or ``cosine``) spans all ``epochs``, as in a federated job of
+    rounds x local epochs.
+    """
     torch.manual_seed(seed)
     dev = select_device(device)
     train, val, n_train = make_loaders(curated, patch, seed=seed)
     model = SegUNet(channels=tuple(channels))
-    result = train_epochs(model, train, epochs=epochs, lr=lr, device=dev)
+    result = train_epochs(model, train, epochs=epochs, lr=lr, device=dev, lr_schedule=lr_schedule)
     return {
         "val_dice": evaluate(model, val, device=dev, patch=patch),
         "device": describe_device(dev),

@@ -27,6 +27,16 @@ def test_seg3d_builds_each_aggregation(tmp_path: Path, aggregation: str) -> None
 
 def test_seg3d_params_are_checked() -> None:
     assert check_params("seg3d", {"rounds": 5})["rounds"] == 5
+    assert check_params("seg3d", {})["lr_schedule"] == "constant"
+    assert check_params("seg3d", {"lr_schedule": "cosine"})["lr_schedule"] == "cosine"
+
+
+def test_seg3d_passes_the_lr_schedule_to_the_clients(tmp_path: Path) -> None:
+    module = load_template("seg3d")
+    recipe = module.build_recipe(["site-a"], {"rounds": 1, "lr_schedule": "cosine"}, tmp_path)
+    recipe.export(str(tmp_path / "export"))
+    client_cfg = next((tmp_path / "export").rglob("config_fed_client.json")).read_text()
+    assert "--lr-schedule cosine" in client_cfg
 
 
 @pytest.mark.parametrize(
@@ -41,6 +51,8 @@ def test_seg3d_params_are_checked() -> None:
         {"device": "cpu --seed 1"},
         {"aggregation": "median"},
         {"cross_site_eval": "yes"},
+        {"lr_schedule": "cosine --seed 1"},
+        {"lr_schedule": "step"},
     ],
 )
 def test_seg3d_refuses_bad_params(params: dict) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,9 +12,10 @@ import torch
 
 from common.config import TrainingPrivacy
 from common.errors import PermissionDeniedError, PrivacyError
+from site_node.training.client_loop import epoch_span
 from site_node.training.data import load_datalist, make_loaders
 from site_node.training.device import select_device
-from site_node.training.engine import evaluate, train_epochs
+from site_node.training.engine import evaluate, scheduled_lr, train_epochs
 from site_node.training.model import SegUNet
 from site_node.training.privacy_filter import apply_privacy, exclude_variables
 from site_node.training.toy_data import write_toy_curated
@@ -38,6 +40,59 @@ def test_training_step_on_a_tiny_volume_decreases_the_loss(curated: Path) -> Non
     assert later.last_loss < first.first_loss
     dice = evaluate(model, val, device=device, patch=PATCH)
     assert 0.0 <= dice <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("schedule", "epoch", "total", "expected"),
+    [
+        ("constant", 0, 10, 0.01),
+        ("constant", 9, 10, 0.01),
+        ("cosine", 0, 10, 0.01),
+        ("cosine", 5, 10, 0.005),
+        ("cosine", 10, 10, 0.0),
+        ("cosine", 12, 10, 0.0),
+    ],
+)
+def test_scheduled_lr(schedule: str, epoch: int, total: int, expected: float) -> None:
+    assert scheduled_lr(0.01, schedule, epoch, total) == pytest.approx(expected, abs=1e-12)
+
+
+def test_scheduled_lr_refuses_an_unknown_schedule() -> None:
+    with pytest.raises(ValueError, match="lr_schedule"):
+        scheduled_lr(0.01, "step", 0, 10)
+
+
+@pytest.mark.parametrize(
+    ("current", "start", "total_rounds", "expected"),
+    [(0, 0, 4, (0, 12)), (3, 0, 4, (9, 12)), (5, 2, 4, (9, 12)), (1, None, None, (3, None))],
+)
+def test_epoch_span_counts_the_epochs_of_earlier_rounds(
+    current: int, start: int | None, total_rounds: int | None, expected: tuple[int, int | None]
+) -> None:
+    # the attributes the Client API's FLModel carries
+    incoming = SimpleNamespace(current_round=current, start_round=start, total_rounds=total_rounds)
+    assert epoch_span(incoming, 3) == expected
+
+
+def test_a_federated_client_follows_the_same_lr_curve_as_one_long_run(curated: Path) -> None:
+    train, _, _ = make_loaders(curated, PATCH)
+    model = SegUNet(channels=(4, 8))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    seen = []
+    for round_ in range(3):
+        train_epochs(
+            model,
+            train,
+            epochs=1,
+            lr=1e-2,
+            device=torch.device("cpu"),
+            optimizer=optimizer,
+            lr_schedule="cosine",
+            first_epoch=round_,
+            total_epochs=3,
+        )
+        seen.append(optimizer.param_groups[0]["lr"])
+    assert seen == pytest.approx([scheduled_lr(1e-2, "cosine", e, 3) for e in range(3)])
 
 
 def test_model_keeps_constructor_args_on_self() -> None:
