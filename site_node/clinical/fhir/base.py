@@ -57,7 +57,7 @@ class MapContext:
 
     def row_id(self, table: str, ref: str, n: int = 0) -> int:
         """A stable 53-bit row key for row ``n`` of ``table`` produced from the resource ``ref``."""
-        return self.pz.integer_id("omop_row", f"{table}:{ref}:{n}")
+        return omop_row_id(self.pz, table, ref, n)
 
     def resolve(self, reference: Any) -> str | None:
         """``Type/id`` of a Reference (relative or a bundle ``urn:uuid``), None when unresolvable."""
@@ -184,10 +184,15 @@ def source_key(pz: Pseudonymizer, ref: str) -> str:
     return pz.digest("resource", ref)[:16].hex()
 
 
+def omop_row_id(pz: Pseudonymizer, table: str, ref: str, n: int = 0) -> int:
+    """A stable 53-bit row key for row ``n`` of ``table`` produced from the resource ``ref``."""
+    return pz.integer_id("omop_row", f"{table}:{ref}:{n}")
+
+
 @lru_cache(maxsize=65536)
 def visit_row_id(pz: Pseudonymizer, ref: str) -> int:
     """``visit_occurrence_id`` of an ``Encounter/<id>`` (cached: an encounter has many records)."""
-    return pz.integer_id("omop_row", f"visit_occurrence:{ref}:0")
+    return omop_row_id(pz, "visit_occurrence", ref)
 
 
 @lru_cache(maxsize=65536)

@@ -236,9 +236,6 @@ class FhirWorker:
             if sha in self.known:
                 result.unchanged += 1
                 continue
-            ctx.unmapped = []
-            ctx.codes = {}
-            ctx.invalid = []
             self._resource(res, sha, position, data, result, ctx)
 
     def _resource(
@@ -247,7 +244,7 @@ class FhirWorker:
         def quarantine(reason: str, where: str | None) -> None:
             result.quarantined.append(Quarantined(position, reason, where, raw))
 
-        ctx.unmapped.clear()  # what an earlier record left (one set aside mid-mapping) is not ours
+        ctx.unmapped.clear()  # the per-record lists start empty for every record (one place)
         ctx.codes.clear()
         ctx.invalid.clear()
 
@@ -287,9 +284,6 @@ class FhirWorker:
         out.unmapped = list(ctx.unmapped)
         out.codes = {k: list(v) for k, v in ctx.codes.items()}
         out.invalid = list(ctx.invalid)
-        ctx.unmapped.clear()
-        ctx.codes.clear()
-        ctx.invalid.clear()
         result.mapped.append(out)
         return None
 
