@@ -85,8 +85,9 @@ class ReidTable:
         if not self.path.exists():
             raise NotFoundError("no re-identification table at this site", field="pseudonym")
         with self._connect() as conn:
-            rows = conn.execute("SELECT namespace, sealed FROM reid WHERE pseudonym = ? ORDER BY rowid",
-                                (pseudonym,)).fetchall()
+            rows = conn.execute(
+                "SELECT namespace, sealed FROM reid WHERE pseudonym = ? ORDER BY rowid", (pseudonym,)
+            ).fetchall()
         conn.close()
         if not rows:
             raise NotFoundError("unknown pseudonym", field="pseudonym")

@@ -39,5 +39,9 @@ _register_all()
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning platform errors into a message and an exit code."""
-    run_app(app, argv, debug_env="SITE_NODE_DEBUG",
-            crash_hint="Ingest commands are journaled: rerunning resumes where this run stopped.")
+    run_app(
+        app,
+        argv,
+        debug_env="SITE_NODE_DEBUG",
+        crash_hint="Ingest commands are journaled: rerunning resumes where this run stopped.",
+    )

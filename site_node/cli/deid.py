@@ -19,8 +19,9 @@ def deid(
     out: Annotated[Path | None, typer.Option("--out", help="Output folder (default H/export/dicom).")] = None,
     workers: Annotated[int, typer.Option("--workers", min=0, help="Worker processes (0: all cores).")] = 0,
     anonymize: Annotated[bool, typer.Option("--anonymize", help="Random IDs, no reid table.")] = False,
-    retry_quarantined: Annotated[bool, typer.Option("--retry-quarantined",
-                                                    help="Process again files quarantined earlier.")] = False,
+    retry_quarantined: Annotated[
+        bool, typer.Option("--retry-quarantined", help="Process again files quarantined earlier.")
+    ] = False,
     home: HomeOption = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -34,17 +35,26 @@ def deid(
         emit_json(summary.to_dict())
         return
     console = Console(stderr=True)
-    with Progress(TextColumn("de-identifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console, transient=True) as bar:
+    with Progress(
+        TextColumn("de-identifying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
         task = bar.add_task("deid", total=None)
 
         def _progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        summary = run_deid(site, src, out, count, anonymize, progress=_progress,
-                           retry_quarantined=retry_quarantined)
-    typer.echo(f"files seen: {summary.files_seen}  written: {summary.written}  "
-               f"skipped (already done): {summary.skipped}  quarantined: {summary.quarantined_total}")
+        summary = run_deid(
+            site, src, out, count, anonymize, progress=_progress, retry_quarantined=retry_quarantined
+        )
+    typer.echo(
+        f"files seen: {summary.files_seen}  written: {summary.written}  "
+        f"skipped (already done): {summary.skipped}  quarantined: {summary.quarantined_total}"
+    )
     if summary.duplicates:
         typer.echo(f"  skipped as duplicates (same content under another name): {summary.duplicates}")
     for reason, n in summary.quarantined.items():

@@ -11,6 +11,12 @@ Library API::
 from site_node.deid.engine import DeidContext, Deidentified, QuarantineError, deidentify, deidentify_dataset
 from site_node.deid.runner import DeidSummary, run_deid
 
-__all__ = ["DeidContext", "DeidSummary", "Deidentified", "QuarantineError", "deidentify",
-           "deidentify_dataset",
-           "run_deid"]
+__all__ = [
+    "DeidContext",
+    "DeidSummary",
+    "Deidentified",
+    "QuarantineError",
+    "deidentify",
+    "deidentify_dataset",
+    "run_deid",
+]

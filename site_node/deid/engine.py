@@ -35,8 +35,20 @@ _TEXT_VRS = frozenset({"AE", "CS", "LO", "LT", "SH", "ST", "UC", "UT", "PN", "UR
 _STRING_VRS = _TEXT_VRS | {"DA", "DT", "TM", "UI", "IS", "DS"}
 _DUMMY_TEXT = "ANONYMIZED"
 _DUMMY_BY_VR: dict[str, object] = {
-    "DA": "19000101", "DT": "19000101000000", "TM": "000000", "AS": "000Y", "IS": "0", "DS": "0",
-    "US": 0, "SS": 0, "UL": 0, "SL": 0, "FL": 0.0, "FD": 0.0, "UV": 0, "SV": 0,
+    "DA": "19000101",
+    "DT": "19000101000000",
+    "TM": "000000",
+    "AS": "000Y",
+    "IS": "0",
+    "DS": "0",
+    "US": 0,
+    "SS": 0,
+    "UL": 0,
+    "SL": 0,
+    "FL": 0.0,
+    "FD": 0.0,
+    "UV": 0,
+    "SV": 0,
 }
 #: CID 7050 codes (scheme DCM) per applied option; 113100 (Basic profile) is always written.
 CID_7050: dict[str, tuple[str, str]] = {
@@ -44,9 +56,13 @@ CID_7050: dict[str, tuple[str, str]] = {
     "clean_structured_content": ("113104", "Clean Structured Content Option"),
     "clean_descriptors": ("113105", "Clean Descriptors Option"),
     "retain_longitudinal_full_dates": (
-        "113106", "Retain Longitudinal Temporal Information Full Dates Option"),
+        "113106",
+        "Retain Longitudinal Temporal Information Full Dates Option",
+    ),
     "retain_longitudinal_modified_dates": (
-        "113107", "Retain Longitudinal Temporal Information Modified Dates Option"),
+        "113107",
+        "Retain Longitudinal Temporal Information Modified Dates Option",
+    ),
     "retain_patient_characteristics": ("113108", "Retain Patient Characteristics Option"),
     "retain_device_identity": ("113109", "Retain Device Identity Option"),
     "retain_uids": ("113110", "Retain UIDs Option"),
@@ -254,10 +270,18 @@ def _accession(ds: Dataset, tag: int, ctx: DeidContext, depth: int) -> None:
 
 _Handler = Callable[[Dataset, int, DeidContext, int], None]
 HANDLERS: dict[str, _Handler] = {
-    P.ZERO: _zero, P.DUMMY: _dummy, P.UID: _uid, P.CLASS_UID: _class_uid, P.SHIFT: _shift,
+    P.ZERO: _zero,
+    P.DUMMY: _dummy,
+    P.UID: _uid,
+    P.CLASS_UID: _class_uid,
+    P.SHIFT: _shift,
     P.CLEAN_TEXT: _clean,
-    P.DEVICE: _device, P.CODE_MEANING: _code_meaning, P.RECURSE: _recurse, P.PATIENT_ID: _patient_id,
-    P.PATIENT_NAME: _patient_name, P.ACCESSION: _accession,
+    P.DEVICE: _device,
+    P.CODE_MEANING: _code_meaning,
+    P.RECURSE: _recurse,
+    P.PATIENT_ID: _patient_id,
+    P.PATIENT_NAME: _patient_name,
+    P.ACCESSION: _accession,
 }
 
 
@@ -279,8 +303,11 @@ def walk(ds: Dataset, ctx: DeidContext, depth: int = 0) -> None:
             except QuarantineError:
                 raise
             except Exception as exc:  # a value pydicom cannot decode: set the file aside
-                raise QuarantineError("invalid_element", "an element could not be decoded",
-                                      field=f"({tag >> 16:04X},{tag & 0xFFFF:04X})") from exc
+                raise QuarantineError(
+                    "invalid_element",
+                    "an element could not be decoded",
+                    field=f"({tag >> 16:04X},{tag & 0xFFFF:04X})",
+                ) from exc
 
 
 def _code_item(value: str, meaning: str) -> Dataset:
@@ -309,8 +336,10 @@ def add_markers(ds: Dataset, ctx: DeidContext) -> None:
 def _build_markers(ds: Dataset, ctx: DeidContext) -> None:
     opts = ctx.options
     ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = [f"{SOFTWARE_NAME} {__version__}"[:64],
-                                 f"PS3.15 E.1-1 {ctx.plan.edition} Basic Profile + options"[:64]]
+    ds.DeidentificationMethod = [
+        f"{SOFTWARE_NAME} {__version__}"[:64],
+        f"PS3.15 E.1-1 {ctx.plan.edition} Basic Profile + options"[:64],
+    ]
     codes = [CID_7050["basic"]] + [CID_7050[name] for name in ctx.plan.applied_options]
     ds.DeidentificationMethodCodeSequence = Sequence([_code_item(v, m) for v, m in codes])
     if opts.retain_longitudinal_full_dates:
@@ -343,9 +372,12 @@ def deidentify(ds: Dataset, ctx: DeidContext) -> Deidentified:
         raise QuarantineError("missing_patient_id", "no Patient ID", field="(0010,0020)")
     if not _text(ds, "SOPInstanceUID"):
         raise QuarantineError("missing_sop_instance_uid", "no SOP Instance UID", field="(0008,0018)")
-    originals = {"PatientID": patient_id, "PatientName": _text(ds, "PatientName"),
-                 "AccessionNumber": _text(ds, "AccessionNumber"),
-                 "StudyInstanceUID": _text(ds, "StudyInstanceUID")}
+    originals = {
+        "PatientID": patient_id,
+        "PatientName": _text(ds, "PatientName"),
+        "AccessionNumber": _text(ds, "AccessionNumber"),
+        "StudyInstanceUID": _text(ds, "StudyInstanceUID"),
+    }
     ctx.patient_pseudonym = ctx.pseudonym("patient", patient_id)
     ctx.days = ctx.pz.date_offset(patient_id)
     walk(ds, ctx)

@@ -31,15 +31,68 @@ UNDEFINED = 0xFFFFFFFF
 IMPLEMENTATION_CLASS_UID = "2.25.245046893702302786468862470361935349297"
 IMPLEMENTATION_VERSION = f"FEDIMAGING_{__version__}"[:16]
 _KNOWN_TS = frozenset(str(ts) for ts in AllTransferSyntaxes)
-_VALID_VRS = frozenset({"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "OB", "OD",
-                        "OF", "OL", "OV", "OW", "PN", "SH", "SL", "SQ", "SS", "ST", "SV", "TM", "UC", "UI",
-                        "UL", "UN", "UR", "US", "UT", "UV", "OB or OW", "US or SS", "US or OW",
-                        "US or SS or OW"})
-_FIXED = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8, "AT": 4, "UV": 8, "SV": 8, "OW": 2,
-          "OF": 4, "OD": 8, "OL": 4, "OV": 8}
+_VALID_VRS = frozenset(
+    {
+        "AE",
+        "AS",
+        "AT",
+        "CS",
+        "DA",
+        "DS",
+        "DT",
+        "FD",
+        "FL",
+        "IS",
+        "LO",
+        "LT",
+        "OB",
+        "OD",
+        "OF",
+        "OL",
+        "OV",
+        "OW",
+        "PN",
+        "SH",
+        "SL",
+        "SQ",
+        "SS",
+        "ST",
+        "SV",
+        "TM",
+        "UC",
+        "UI",
+        "UL",
+        "UN",
+        "UR",
+        "US",
+        "UT",
+        "UV",
+        "OB or OW",
+        "US or SS",
+        "US or OW",
+        "US or SS or OW",
+    }
+)
+_FIXED = {
+    "US": 2,
+    "SS": 2,
+    "UL": 4,
+    "SL": 4,
+    "FL": 4,
+    "FD": 8,
+    "AT": 4,
+    "UV": 8,
+    "SV": 8,
+    "OW": 2,
+    "OF": 4,
+    "OD": 8,
+    "OL": 4,
+    "OV": 8,
+}
 _SAFE_UID = re.compile(r"^[0-9][0-9.]{0,63}$")
-_DATASET_STARTS = frozenset({b"\x08\x00", b"\x00\x08", b"\x10\x00", b"\x00\x10", b"\x18\x00", b"\x20\x00",
-                             b"\x28\x00"})
+_DATASET_STARTS = frozenset(
+    {b"\x08\x00", b"\x00\x08", b"\x10\x00", b"\x00\x10", b"\x18\x00", b"\x20\x00", b"\x28\x00"}
+)
 _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 
 
@@ -85,12 +138,14 @@ def _check_elements(ds: Dataset, size: int, deflated: bool) -> None:
             raise QuarantineError("truncated", "the file ends inside an element", field=_tag_name(tag))
         unit = _FIXED.get(vr or "")
         if unit and length != UNDEFINED and length % unit:
-            raise QuarantineError("invalid_length", "an element length does not fit its VR",
-                                  field=_tag_name(tag))
+            raise QuarantineError(
+                "invalid_length", "an element length does not fit its VR", field=_tag_name(tag)
+            )
         last_end = None if length == UNDEFINED else elem.value_tell + length
     if not deflated and last_end is not None and last_end != size and last_tag is not None:
-        raise QuarantineError("truncated", "the file ends after an incomplete element",
-                              field=_tag_name(last_tag))
+        raise QuarantineError(
+            "truncated", "the file ends after an incomplete element", field=_tag_name(last_tag)
+        )
 
 
 def _check_pixels(ds: Dataset) -> None:
@@ -191,16 +246,23 @@ def deidentify_bytes(raw: bytes, ctx: DeidContext) -> tuple[bytes, Path, str, di
     return data, rel, result.patient_pseudonym, result.originals
 
 
-def quarantine(raw: bytes, sha: str, error: QuarantineError, quarantine_dir: Path, stage: str,
-               source: str = "") -> str:
+def quarantine(
+    raw: bytes, sha: str, error: QuarantineError, quarantine_dir: Path, stage: str, source: str = ""
+) -> str:
     """Copy the input under the quarantine folder with a JSON reason file (tag names, never values).
 
     ``source`` is the keyed pseudonym of the file's name (a name may carry a patient's name or MRN).
     """
     base = quarantine_dir / stage / sha[:32]
     atomic_write(base.with_suffix(".bin"), raw)
-    reason = {"reason": error.reason, "message": error.public_message, "field": error.field,
-              "content_sha256": sha, "stage": stage, "source": source}
+    reason = {
+        "reason": error.reason,
+        "message": error.public_message,
+        "field": error.field,
+        "content_sha256": sha,
+        "stage": stage,
+        "source": source,
+    }
     atomic_write(base.with_suffix(".json"), json.dumps(reason, sort_keys=True).encode())
     return str(base.with_suffix(".bin"))
 
@@ -214,8 +276,15 @@ def source_pseudonym(ctx: DeidContext, source_name: str) -> str:
     return ctx.pz.pseudonym("other", f"file:{source_name}")
 
 
-def process_file(path: Path, source_name: str, ctx: DeidContext, out_dir: Path, quarantine_dir: Path,
-                 done: frozenset[str] | set[str], stage: str = "dicom") -> FileResult:
+def process_file(
+    path: Path,
+    source_name: str,
+    ctx: DeidContext,
+    out_dir: Path,
+    quarantine_dir: Path,
+    done: frozenset[str] | set[str],
+    stage: str = "dicom",
+) -> FileResult:
     """Handle one input file end to end; never raises for bad input.
 
     The result names the file only by :func:`source_pseudonym` of ``source_name``.
@@ -240,21 +309,41 @@ def process_file(path: Path, source_name: str, ctx: DeidContext, out_dir: Path, 
         where = quarantine(raw, sha, exc, quarantine_dir, stage, label)
         return FileResult(label, sha, "quarantined", exc.reason, exc.field, where)
     atomic_write(out_dir / rel, data)
-    return FileResult(label, sha, "written", output_path=str(rel), patient_pseudonym=pseudonym,
-                      reid=_reid(ctx, pseudonym, originals))
+    return FileResult(
+        label,
+        sha,
+        "written",
+        output_path=str(rel),
+        patient_pseudonym=pseudonym,
+        reid=_reid(ctx, pseudonym, originals),
+    )
 
 
 ReidRows = list[tuple[str, str, dict[str, str]]]
 
 
 def _reid(ctx: DeidContext, pseudonym: str, originals: dict[str, str]) -> ReidRows:
-    rows = [(pseudonym, "patient", {"PatientID": originals["PatientID"],
-                                    "PatientName": originals["PatientName"]})]
+    rows = [
+        (pseudonym, "patient", {"PatientID": originals["PatientID"], "PatientName": originals["PatientName"]})
+    ]
     if originals["AccessionNumber"]:
-        rows.append((ctx.pseudonym("accession", originals["AccessionNumber"]), "accession",
-                     {"AccessionNumber": originals["AccessionNumber"], "PatientID": originals["PatientID"]}))
+        rows.append(
+            (
+                ctx.pseudonym("accession", originals["AccessionNumber"]),
+                "accession",
+                {"AccessionNumber": originals["AccessionNumber"], "PatientID": originals["PatientID"]},
+            )
+        )
     if originals["StudyInstanceUID"]:
-        rows.append((ctx.new_uid(originals["StudyInstanceUID"]), "study",
-                     {"StudyInstanceUID": originals["StudyInstanceUID"], "PatientID": originals["PatientID"],
-                      "AccessionNumber": originals["AccessionNumber"]}))
+        rows.append(
+            (
+                ctx.new_uid(originals["StudyInstanceUID"]),
+                "study",
+                {
+                    "StudyInstanceUID": originals["StudyInstanceUID"],
+                    "PatientID": originals["PatientID"],
+                    "AccessionNumber": originals["AccessionNumber"],
+                },
+            )
+        )
     return rows

@@ -33,12 +33,18 @@ def _run_batch(work: Callable[[Item], FileResult], batch: Batch) -> list[FileRes
 
 
 def _executor(workers: int, init: Callable[..., None], init_args: tuple[Any, ...]) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=init,
-                               initargs=init_args)
+    return ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("fork"), initializer=init, initargs=init_args
+    )
 
 
-def _isolated(item: Item, work: Callable[[Item], FileResult], init: Callable[..., None],
-              init_args: tuple[Any, ...], on_crash: Callable[[Item], FileResult]) -> FileResult:
+def _isolated(
+    item: Item,
+    work: Callable[[Item], FileResult],
+    init: Callable[..., None],
+    init_args: tuple[Any, ...],
+    on_crash: Callable[[Item], FileResult],
+) -> FileResult:
     """One file in its own worker: its result, or ``on_crash`` when that worker dies too."""
     with _executor(1, init, init_args) as executor:
         try:
@@ -47,9 +53,14 @@ def _isolated(item: Item, work: Callable[[Item], FileResult], init: Callable[...
             return on_crash(item)
 
 
-def pool_results(items: list[Item], workers: int, work: Callable[[Item], FileResult],
-                 init: Callable[..., None], init_args: tuple[Any, ...],
-                 on_crash: Callable[[Item], FileResult]) -> Iterator[FileResult]:
+def pool_results(
+    items: list[Item],
+    workers: int,
+    work: Callable[[Item], FileResult],
+    init: Callable[..., None],
+    init_args: tuple[Any, ...],
+    on_crash: Callable[[Item], FileResult],
+) -> Iterator[FileResult]:
     """Results of ``work`` over ``items`` in ``workers`` processes (unordered); never hangs on a crash.
 
     Args:
@@ -61,7 +72,7 @@ def pool_results(items: list[Item], workers: int, work: Callable[[Item], FileRes
         on_crash: the result for a file whose worker died even when run alone.
     """
     chunk = max(1, min(16, len(items) // (workers * 8) or 1))
-    pending: deque[Batch] = deque(items[i:i + chunk] for i in range(0, len(items), chunk))
+    pending: deque[Batch] = deque(items[i : i + chunk] for i in range(0, len(items), chunk))
     while pending:
         broken: list[Batch] = []
         executor = _executor(workers, init, init_args)

@@ -111,8 +111,9 @@ def _parse_rows(raw: object, source: str) -> tuple[ProfileRow, ...]:
             raise ConfigError("PS3.15 table row lacks 'tag' or 'basicProfile'", field="deid.profile_table")
         basic = str(item["basicProfile"]).strip()
         if basic not in _VALID_CODES:
-            raise ConfigError(f"PS3.15 table row {item['tag']} has an unknown action code",
-                              field="deid.profile_table")
+            raise ConfigError(
+                f"PS3.15 table row {item['tag']} has an unknown action code", field="deid.profile_table"
+            )
         opts = {col: str(item[col]).strip() for col in OPTION_COLUMNS if item.get(col)}
         rows.append(ProfileRow(str(item["tag"]), str(item.get("name", "")), basic, opts))
     return tuple(rows)
@@ -224,9 +225,16 @@ def _row_tags(row: ProfileRow) -> list[int]:
 
 def applied_option_names(options: DeidOptions) -> tuple[str, ...]:
     """Options that this engine really applies (others are never claimed in the markers)."""
-    names = ["retain_longitudinal_modified_dates", "retain_longitudinal_full_dates",
-             "retain_patient_characteristics", "retain_device_identity", "retain_institution_identity",
-             "retain_uids", "clean_descriptors", "clean_structured_content"]
+    names = [
+        "retain_longitudinal_modified_dates",
+        "retain_longitudinal_full_dates",
+        "retain_patient_characteristics",
+        "retain_device_identity",
+        "retain_institution_identity",
+        "retain_uids",
+        "clean_descriptors",
+        "clean_structured_content",
+    ]
     return tuple(n for n in names if getattr(options, n))
 
 

@@ -32,8 +32,9 @@ _SINGLE = frozenset({"LT", "ST", "UT", "UR"})  # backslash is text, not a value 
 _CLEANABLE = frozenset({"AE", "CS", "LO", "LT", "SH", "ST", "UC", "UT", "AS"})
 _DUMMY_TEXT = frozenset({"AE", "CS", "LO", "LT", "SH", "ST", "UC", "UT", "PN"})
 _DUMMY = {"DA": "19000101", "DT": "19000101000000", "TM": "000000", "AS": "000Y", "IS": "0", "DS": "0"}
-_STRING_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC",
-                         "UI", "UR", "UT"})
+_STRING_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
+)
 # None: remove the element; a list: its new values
 _Rule = Callable[[list[str], str, "DeidContext"], "list[str] | None"]
 
@@ -104,9 +105,15 @@ def _accession(values: list[str], vr: str, ctx: DeidContext) -> list[str] | None
 
 
 RULES: dict[str, _Rule] = {
-    P.UID: _uid, P.CLASS_UID: _class_uid, P.SHIFT: _shift, P.CLEAN_TEXT: _clean, P.DEVICE: _device,
+    P.UID: _uid,
+    P.CLASS_UID: _class_uid,
+    P.SHIFT: _shift,
+    P.CLEAN_TEXT: _clean,
+    P.DEVICE: _device,
     P.DUMMY: _dummy,
-    P.PATIENT_ID: _patient_id, P.PATIENT_NAME: _patient_name, P.ACCESSION: _accession,
+    P.PATIENT_ID: _patient_id,
+    P.PATIENT_NAME: _patient_name,
+    P.ACCESSION: _accession,
 }
 
 

@@ -15,19 +15,21 @@ from collections.abc import Iterable
 from pydicom.dataset import Dataset
 
 RISKY_MODALITIES = frozenset({"US", "IVUS", "XC", "ES", "GM", "SC", "DOC"})
-RISKY_SOP_CLASSES = frozenset({
-    "1.2.840.10008.5.1.4.1.1.6.1",  # US Image
-    "1.2.840.10008.5.1.4.1.1.6.2",  # Enhanced US Volume
-    "1.2.840.10008.5.1.4.1.1.3.1",  # US Multi-frame Image
-    "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture
-    "1.2.840.10008.5.1.4.1.1.7.1",  # Multi-frame Single Bit SC
-    "1.2.840.10008.5.1.4.1.1.7.2",  # Multi-frame Grayscale Byte SC
-    "1.2.840.10008.5.1.4.1.1.7.3",  # Multi-frame Grayscale Word SC
-    "1.2.840.10008.5.1.4.1.1.7.4",  # Multi-frame True Color SC
-    "1.2.840.10008.5.1.4.1.1.104.1",  # Encapsulated PDF
-    "1.2.840.10008.5.1.4.1.1.77.1.1.1",  # Video Endoscopic
-    "1.2.840.10008.5.1.4.1.1.77.1.4.1",  # Video Photographic
-})
+RISKY_SOP_CLASSES = frozenset(
+    {
+        "1.2.840.10008.5.1.4.1.1.6.1",  # US Image
+        "1.2.840.10008.5.1.4.1.1.6.2",  # Enhanced US Volume
+        "1.2.840.10008.5.1.4.1.1.3.1",  # US Multi-frame Image
+        "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture
+        "1.2.840.10008.5.1.4.1.1.7.1",  # Multi-frame Single Bit SC
+        "1.2.840.10008.5.1.4.1.1.7.2",  # Multi-frame Grayscale Byte SC
+        "1.2.840.10008.5.1.4.1.1.7.3",  # Multi-frame Grayscale Word SC
+        "1.2.840.10008.5.1.4.1.1.7.4",  # Multi-frame True Color SC
+        "1.2.840.10008.5.1.4.1.1.104.1",  # Encapsulated PDF
+        "1.2.840.10008.5.1.4.1.1.77.1.1.1",  # Video Endoscopic
+        "1.2.840.10008.5.1.4.1.1.77.1.4.1",  # Video Photographic
+    }
+)
 
 
 def _text(ds: Dataset, keyword: str) -> str:

@@ -102,8 +102,9 @@ def remove_stale_temporaries(out_dir: Path) -> int:
 _STATE: dict[str, Any] = {}
 
 
-def _init_worker(pz: Pseudonymizer, options: DeidOptions, out_dir: Path, qdir: Path, done: frozenset[str],
-                 stage: str) -> None:
+def _init_worker(
+    pz: Pseudonymizer, options: DeidOptions, out_dir: Path, qdir: Path, done: frozenset[str], stage: str
+) -> None:
     _STATE.update(ctx=DeidContext(pz, options), out=out_dir, qdir=qdir, done=done, stage=stage)
 
 
@@ -133,12 +134,20 @@ class _Recorder:
     def add(self, result: FileResult) -> None:
         if result.outcome == "skipped" or not result.content_sha256:
             return
-        self.rows.append({
-            "stage": self.stage, "content_sha256": result.content_sha256, "source_name": result.source_name,
-            "outcome": result.outcome, "reason": result.reason, "detail": result.detail,
-            "output_path": result.output_path, "patient_pseudonym": result.patient_pseudonym,
-            "run_id": self.run_id, "processed_at": utcnow(),
-        })
+        self.rows.append(
+            {
+                "stage": self.stage,
+                "content_sha256": result.content_sha256,
+                "source_name": result.source_name,
+                "outcome": result.outcome,
+                "reason": result.reason,
+                "detail": result.detail,
+                "output_path": result.output_path,
+                "patient_pseudonym": result.patient_pseudonym,
+                "run_id": self.run_id,
+                "processed_at": utcnow(),
+            }
+        )
         if self.reid is not None:
             for pseudonym, namespace, originals in result.reid:
                 key = (pseudonym, namespace, tuple(sorted(originals.items())))
@@ -159,9 +168,12 @@ class _Recorder:
         self.rows = list({row["content_sha256"]: row for row in self.rows}.values())
         with self.engine.begin() as conn:
             for row in self.rows:
-                conn.execute(delete(ingest_journal).where(
-                    ingest_journal.c.stage == row["stage"],
-                    ingest_journal.c.content_sha256 == row["content_sha256"]))
+                conn.execute(
+                    delete(ingest_journal).where(
+                        ingest_journal.c.stage == row["stage"],
+                        ingest_journal.c.content_sha256 == row["content_sha256"],
+                    )
+                )
             conn.execute(insert(ingest_journal), self.rows)
         self.rows = []
 
@@ -174,12 +186,16 @@ def scrub_source_names(engine: Engine, stage: str, pz: Pseudonymizer) -> int:
     """
     is_pseudonym = (func.length(ingest_journal.c.source_name) == 16) & ingest_journal.c.source_name.like("O%")
     query = select(ingest_journal.c.id, ingest_journal.c.source_name).where(
-        ingest_journal.c.stage == stage, ~is_pseudonym)
+        ingest_journal.c.stage == stage, ~is_pseudonym
+    )
     with engine.begin() as conn:
         rows = conn.execute(query).all()
         for row_id, name in rows:
-            conn.execute(update(ingest_journal).where(ingest_journal.c.id == row_id).values(
-                source_name=pz.pseudonym("other", f"file:{name}")))
+            conn.execute(
+                update(ingest_journal)
+                .where(ingest_journal.c.id == row_id)
+                .values(source_name=pz.pseudonym("other", f"file:{name}"))
+            )
     return len(rows)
 
 
@@ -205,13 +221,24 @@ def _results(items: list[tuple[Path, str]], workers: int, init_args: tuple[Any, 
             yield _work(item)
         return
     pz, qdir, stage = init_args[0], init_args[3], init_args[5]
-    yield from pool_results(items, workers, _work, _init_worker, init_args,
-                            functools.partial(_crashed, pz=pz, qdir=qdir, stage=stage))
+    yield from pool_results(
+        items,
+        workers,
+        _work,
+        _init_worker,
+        init_args,
+        functools.partial(_crashed, pz=pz, qdir=qdir, stage=stage),
+    )
 
 
 def run_deid(
-    site: SiteContext, src: Path, out: Path | None = None, workers: int = 1, anonymize: bool = False,
-    progress: ProgressCallback | None = None, retry_quarantined: bool = False,
+    site: SiteContext,
+    src: Path,
+    out: Path | None = None,
+    workers: int = 1,
+    anonymize: bool = False,
+    progress: ProgressCallback | None = None,
+    retry_quarantined: bool = False,
 ) -> DeidSummary:
     """De-identify every file under ``src`` into ``out`` (default ``<home>/export/dicom``).
 
@@ -243,13 +270,23 @@ def run_deid(
     pz = Pseudonymizer.ephemeral() if anonymize else site.pseudonymizer()
     reid = None if anonymize else ReidTable(settings, pz)
     edition = load_table(options.profile_table).edition
-    params = {"workers": workers, "anonymize": anonymize, "profile_edition": edition,
-              "options": options.model_dump(mode="json"), "software_version": __version__}
+    params = {
+        "workers": workers,
+        "anonymize": anonymize,
+        "profile_edition": edition,
+        "options": options.model_dump(mode="json"),
+        "software_version": __version__,
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out_dir)
     with audited_run(site.engine, "deid", params) as record:
-        summary = DeidSummary(run_id=record.run_id, out_dir=str(out_dir), workers=workers,
-                              anonymize=anonymize, profile_edition=edition)
+        summary = DeidSummary(
+            run_id=record.run_id,
+            out_dir=str(out_dir),
+            workers=workers,
+            anonymize=anonymize,
+            profile_edition=edition,
+        )
         scrub_source_names(site.engine, stage, pz)
         done = _done_hashes(site.engine, stage, retry_quarantined)
         recorder = _Recorder(site.engine, stage, record.run_id, reid)
@@ -282,6 +319,12 @@ def run_deid(
         summary.patients = len(patients)
         summary.elapsed_s = round(time.perf_counter() - started, 3)
         record.counts = {k: v for k, v in summary.to_dict().items() if k not in ("run_id", "out_dir")}
-    log.info("deid run %s: %d seen, %d written, %d skipped, %d quarantined", summary.run_id,
-             summary.files_seen, summary.written, summary.skipped, summary.quarantined_total)
+    log.info(
+        "deid run %s: %d seen, %d written, %d skipped, %d quarantined",
+        summary.run_id,
+        summary.files_seen,
+        summary.written,
+        summary.skipped,
+        summary.quarantined_total,
+    )
     return summary

@@ -25,15 +25,58 @@ from pathlib import Path
 
 VOCABULARY_FILE = "radiology_vocabulary.txt"
 _PARTS = re.compile(r"[-/_+,:;]")
-_UNITS = ("MM", "CM", "ML", "MG", "MGY", "GY", "CGY", "MSV", "KV", "KVP", "KEV", "MEV", "MAS", "MA", "MS",
-          "SEC", "MIN", "MBQ", "GBQ", "MCI", "HU", "%")
+_UNITS = (
+    "MM",
+    "CM",
+    "ML",
+    "MG",
+    "MGY",
+    "GY",
+    "CGY",
+    "MSV",
+    "KV",
+    "KVP",
+    "KEV",
+    "MEV",
+    "MAS",
+    "MA",
+    "MS",
+    "SEC",
+    "MIN",
+    "MBQ",
+    "GBQ",
+    "MCI",
+    "HU",
+    "%",
+)
 _UNIT_TOKENS = frozenset(_UNITS)
 _WITH_UNIT = re.compile(r"^\d{1,4}(?:\.\d{1,3})?(?:" + "|".join(_UNITS) + r"|S|H|T|X)$")
 _B_VALUE = re.compile(r"^B\d{1,4}$")
 _BARE = re.compile(r"^\d{1,3}(?:\.\d{1,3})?$")
 #: Words after which a short bare number is a count or an index, not an identifier.
-_COUNTERS = frozenset({"SERIES", "PHASE", "SLICE", "SLICES", "VIEW", "VIEWS", "IMAGE", "IMAGES", "SCAN",
-                       "ECHO", "STAGE", "SEGMENT", "BED", "RUN", "PASS", "FRAME", "FRAMES", "SE", "SER"})
+_COUNTERS = frozenset(
+    {
+        "SERIES",
+        "PHASE",
+        "SLICE",
+        "SLICES",
+        "VIEW",
+        "VIEWS",
+        "IMAGE",
+        "IMAGES",
+        "SCAN",
+        "ECHO",
+        "STAGE",
+        "SEGMENT",
+        "BED",
+        "RUN",
+        "PASS",
+        "FRAME",
+        "FRAMES",
+        "SE",
+        "SER",
+    }
+)
 _TRIM = "()[]{}.,;:'\"*#!?"
 
 

@@ -92,8 +92,13 @@ def _write_elements(ds: Dataset, implicit: bool, out: list[bytes], encodings: ob
         if not tag & 0xFFFF and (tag >> 16) > 6:
             continue  # retired group lengths are not written (PS3.5 7.2)
         elem = elements[tag]
-        if isinstance(elem, RawDataElement) and elem.is_little_endian and elem.is_implicit_VR == implicit \
-                and (implicit or elem.VR) and elem.VR != "SQ":
+        if (
+            isinstance(elem, RawDataElement)
+            and elem.is_little_endian
+            and elem.is_implicit_VR == implicit
+            and (implicit or elem.VR)
+            and elem.VR != "SQ"
+        ):
             value = elem.value or b""
             if elem.length == UNDEFINED:
                 if tag != PIXEL_DATA:
@@ -132,8 +137,13 @@ def _pydicom_encode(ds: Dataset) -> bytes:
     return buffer.getvalue()
 
 
-_META_KEYWORDS = ("MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID", "TransferSyntaxUID",
-                  "ImplementationClassUID", "ImplementationVersionName")
+_META_KEYWORDS = (
+    "MediaStorageSOPClassUID",
+    "MediaStorageSOPInstanceUID",
+    "TransferSyntaxUID",
+    "ImplementationClassUID",
+    "ImplementationVersionName",
+)
 _META_TAGS = (0x00020002, 0x00020003, 0x00020010, 0x00020012, 0x00020013)
 
 

@@ -45,10 +45,12 @@ class Patient:
 
 
 PATIENTS = (
-    Patient("MRN8841207", "Brightwater", "Eleonora", "ACC99317755", "19610704", "5550147",
-            "42 Wisteria Lane"),
-    Patient("MRN5520931", "Okonkwolind", "Tobiasz", "ACC20418866", "19790211", "5550199",
-            "7 Quillfeather Row"),
+    Patient(
+        "MRN8841207", "Brightwater", "Eleonora", "ACC99317755", "19610704", "5550147", "42 Wisteria Lane"
+    ),
+    Patient(
+        "MRN5520931", "Okonkwolind", "Tobiasz", "ACC20418866", "19790211", "5550199", "7 Quillfeather Row"
+    ),
 )
 
 #: Values planted in every file (besides the per-patient ones).
@@ -336,8 +338,9 @@ def build_corpus(root: Path) -> list[CorpusFile]:
             ds.ImageType = image_type
         path = root / f"{p.family}^{p.given}" / "risk" / f"{p.family}_risk_{k}.dcm"
         _write(ds, path, "keep")
-        files.append(CorpusFile(path, p, ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID,
-                                "quarantined"))
+        files.append(
+            CorpusFile(path, p, ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID, "quarantined")
+        )
     return files
 
 

@@ -50,28 +50,54 @@ PHI = {
 def _patient1() -> dict[str, Any]:
     p = PHI
     return {
-        "resourceType": "Patient", "id": "pat-1001",
+        "resourceType": "Patient",
+        "id": "pat-1001",
         "meta": {"profile": [US_CORE + "us-core-patient"]},
         "extension": [
-            {"url": US_CORE + "us-core-race", "extension": [
-                {"url": "ombCategory", "valueCoding": {"system": "urn:oid:2.16.840.1.113883.6.238",
-                                                       "code": "2106-3", "display": "White"}},
-                {"url": "text", "valueString": "White"}]},
-            {"url": US_CORE + "us-core-ethnicity", "extension": [
-                {"url": "ombCategory", "valueCoding": {"system": "urn:oid:2.16.840.1.113883.6.238",
-                                                       "code": "2186-5"}},
-                {"url": "text", "valueString": "Not Hispanic or Latino"}]},
+            {
+                "url": US_CORE + "us-core-race",
+                "extension": [
+                    {
+                        "url": "ombCategory",
+                        "valueCoding": {
+                            "system": "urn:oid:2.16.840.1.113883.6.238",
+                            "code": "2106-3",
+                            "display": "White",
+                        },
+                    },
+                    {"url": "text", "valueString": "White"},
+                ],
+            },
+            {
+                "url": US_CORE + "us-core-ethnicity",
+                "extension": [
+                    {
+                        "url": "ombCategory",
+                        "valueCoding": {"system": "urn:oid:2.16.840.1.113883.6.238", "code": "2186-5"},
+                    },
+                    {"url": "text", "valueString": "Not Hispanic or Latino"},
+                ],
+            },
             {"url": US_CORE + "us-core-birthsex", "valueCode": "F"},
-            {"url": "http://hl7.org/fhir/StructureDefinition/patient-birthPlace",
-             "valueAddress": {"city": p["city1"], "country": "US"}},
-            {"url": "http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName",
-             "valueString": p["maiden1"]},
+            {
+                "url": "http://hl7.org/fhir/StructureDefinition/patient-birthPlace",
+                "valueAddress": {"city": p["city1"], "country": "US"},
+            },
+            {
+                "url": "http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName",
+                "valueString": p["maiden1"],
+            },
         ],
         # no type on the MRN: only the configured system says which identifier it is
         "identifier": [
             {"use": "usual", "system": MRN_SYSTEM, "value": p["mrn1"]},
-            {"system": "http://hl7.org/fhir/sid/us-ssn", "value": p["ssn1"],
-             "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "SS"}]}},
+            {
+                "system": "http://hl7.org/fhir/sid/us-ssn",
+                "value": p["ssn1"],
+                "type": {
+                    "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "SS"}]
+                },
+            },
         ],
         "active": True,
         "name": [
@@ -88,12 +114,18 @@ def _patient1() -> dict[str, Any]:
         "birthDate": "1948-02-29",
         "deceasedDateTime": "2023-05-04T10:15:00-05:00",
         "address": [
-            {"use": "home", "line": [p["street1"], "Apt 4"], "city": p["city1"], "state": "MA",
-             "postalCode": "02139"},
+            {
+                "use": "home",
+                "line": [p["street1"], "Apt 4"],
+                "city": p["city1"],
+                "state": "MA",
+                "postalCode": "02139",
+            },
             {"use": "old", "line": ["PO Box 7731"], "city": p["city1"], "state": "MA"},
         ],
-        "maritalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus",
-                                      "code": "W"}]},
+        "maritalStatus": {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus", "code": "W"}]
+        },
         "generalPractitioner": [{"reference": "Practitioner/prac-9", "display": f"Dr. {p['gp']}"}],
     }
 
@@ -101,12 +133,20 @@ def _patient1() -> dict[str, Any]:
 def _patient3() -> dict[str, Any]:
     p = PHI
     return {
-        "resourceType": "Patient", "id": "123",
-        "identifier": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203",
-                                             "code": "MR"}]},
-                        "system": "urn:oid:2.16.99.1", "value": p["mrn3"]}],
+        "resourceType": "Patient",
+        "id": "123",
+        "identifier": [
+            {
+                "type": {
+                    "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]
+                },
+                "system": "urn:oid:2.16.99.1",
+                "value": p["mrn3"],
+            }
+        ],
         "name": [{"text": f"{p['given3']} {p['family3']}"}],
-        "gender": "male", "birthDate": "1970",
+        "gender": "male",
+        "birthDate": "1970",
     }
 
 
@@ -119,34 +159,80 @@ def _obs(oid: str, subject: str, **extra: Any) -> dict[str, Any]:
 def observations(subject: str) -> list[dict[str, Any]]:
     """Observations with every value shape."""
     p = PHI
-    lab = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                        "code": "laboratory"}]}]
-    vitals = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                           "code": "vital-signs"}]}]
+    lab = [
+        {
+            "coding": [
+                {"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}
+            ]
+        }
+    ]
+    vitals = [
+        {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                    "code": "vital-signs",
+                }
+            ]
+        }
+    ]
     return [
-        _obs("obs-a1c", subject, category=lab, code={"coding": [{"system": LOINC, "code": "4548-4"}]},
-             effectiveDateTime="2022-01-10T08:00:00+01:00",
-             valueQuantity={"value": 7.1, "unit": "%", "system": "http://unitsofmeasure.org", "code": "%"},
-             note=[{"text": f"drawn by {p['note_name']} for {p['given1']} {p['family1']}"}]),
-        _obs("obs-bp", subject, category=vitals, code={"coding": [{"system": LOINC, "code": "85354-9"}]},
-             effectivePeriod={"start": "2022-01-10T08:05:00Z", "end": "2022-01-10T08:10:00Z"},
-             component=[
-                 {"code": {"coding": [{"system": LOINC, "code": "8480-6"}]},
-                  "valueQuantity": {"value": 141, "unit": "mmHg"}},  # no system, no code
-                 {"code": {"coding": [{"system": LOINC, "code": "8462-4"}]},
-                  "valueQuantity": {"value": 92, "unit": "mmHg"}},
-             ]),
-        _obs("obs-smoke", subject, category=[{"coding": [{"code": "social-history"}]}],
-             code={"coding": [{"system": LOINC, "code": "72166-2"}]}, effectiveDateTime="2022-01-10",
-             valueCodeableConcept={"coding": [{"system": SNOMED, "code": "8517006"}],
-                                   "text": "Former smoker"}),
-        _obs("obs-string", subject, code={"coding": [{"system": LOINC, "code": "8691-8"}]},
-             effectiveDateTime="2022-01-11",
-             valueString=f"Travelled with {p['given1']} {p['family1']} to {p['city1']}"),
-        _obs("obs-absent", subject, category=lab, code={"coding": [{"system": LOINC, "code": "2339-0"}]},
-             effectiveDateTime="2022-01-12",
-             dataAbsentReason={"coding": [{"system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
-                                           "code": "not-performed"}]}),
+        _obs(
+            "obs-a1c",
+            subject,
+            category=lab,
+            code={"coding": [{"system": LOINC, "code": "4548-4"}]},
+            effectiveDateTime="2022-01-10T08:00:00+01:00",
+            valueQuantity={"value": 7.1, "unit": "%", "system": "http://unitsofmeasure.org", "code": "%"},
+            note=[{"text": f"drawn by {p['note_name']} for {p['given1']} {p['family1']}"}],
+        ),
+        _obs(
+            "obs-bp",
+            subject,
+            category=vitals,
+            code={"coding": [{"system": LOINC, "code": "85354-9"}]},
+            effectivePeriod={"start": "2022-01-10T08:05:00Z", "end": "2022-01-10T08:10:00Z"},
+            component=[
+                {
+                    "code": {"coding": [{"system": LOINC, "code": "8480-6"}]},
+                    "valueQuantity": {"value": 141, "unit": "mmHg"},
+                },  # no system, no code
+                {
+                    "code": {"coding": [{"system": LOINC, "code": "8462-4"}]},
+                    "valueQuantity": {"value": 92, "unit": "mmHg"},
+                },
+            ],
+        ),
+        _obs(
+            "obs-smoke",
+            subject,
+            category=[{"coding": [{"code": "social-history"}]}],
+            code={"coding": [{"system": LOINC, "code": "72166-2"}]},
+            effectiveDateTime="2022-01-10",
+            valueCodeableConcept={"coding": [{"system": SNOMED, "code": "8517006"}], "text": "Former smoker"},
+        ),
+        _obs(
+            "obs-string",
+            subject,
+            code={"coding": [{"system": LOINC, "code": "8691-8"}]},
+            effectiveDateTime="2022-01-11",
+            valueString=f"Travelled with {p['given1']} {p['family1']} to {p['city1']}",
+        ),
+        _obs(
+            "obs-absent",
+            subject,
+            category=lab,
+            code={"coding": [{"system": LOINC, "code": "2339-0"}]},
+            effectiveDateTime="2022-01-12",
+            dataAbsentReason={
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+                        "code": "not-performed",
+                    }
+                ]
+            },
+        ),
     ]
 
 
@@ -157,50 +243,116 @@ def clinical(subject: str, encounter: str | None) -> list[dict[str, Any]]:
     note_text = f"{p['given1']} {p['family1']} seen at {p['street1']}, phone {p['phone1']}."
     b64 = base64.b64encode(note_text.encode()).decode()
     out: list[dict[str, Any]] = [
-        {"resourceType": "Encounter", "id": "enc-1", "status": "finished",
-         "class": {"system": ACT, "code": "IMP", "display": "inpatient encounter"},
-         "subject": {"reference": subject},
-         "participant": [{"individual": {"reference": "Practitioner/prac-9", "display": p["gp"]}}],
-         "period": {"start": "2022-01-09T22:00:00+01:00", "end": "2022-01-14T11:00:00+01:00"},
-         "hospitalization": {"dischargeDisposition": {"coding": [{"code": "home"}]}},
-         "location": [{"location": {"display": f"Ward 7 {p['room']}"}}]},
-        {"resourceType": "Condition", "id": "cond-1",
-         "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
-                                        "code": "resolved"}]},
-         "code": {"coding": [{"system": SNOMED, "code": "233604007"}], "text": "Pneumonia"},
-         "subject": {"reference": subject},
-         "onsetPeriod": {"start": "2022-01-08", "end": "2022-01-09"}, "abatementDateTime": "2022-02-01",
-         "note": [{"text": f"reported by {p['note_name']}"}]},
-        {"resourceType": "Procedure", "id": "proc-1", "status": "completed",
-         "code": {"coding": [{"system": SNOMED, "code": "399208008"}]}, "subject": {"reference": subject},
-         "performedPeriod": {"start": "2022-01-10T09:00:00+01:00", "end": "2022-01-10T09:20:00+01:00"}},
-        {"resourceType": "MedicationStatement", "id": "ms-1", "status": "active",
-         "contained": [{"resourceType": "Medication", "id": "med1",
-                        "code": {"coding": [{"system": RXNORM, "code": "860975"}]}}],
-         "medicationReference": {"reference": "#med1"}, "subject": {"reference": subject},
-         "effectivePeriod": {"start": "2021-06-01", "end": "2022-06-01"}},
-        {"resourceType": "MedicationRequest", "id": "mr-1", "status": "active", "intent": "order",
-         "contained": [{"resourceType": "Medication", "id": "med2",
-                        "code": {"coding": [{"system": RXNORM, "code": "197361"}]}}],
-         "medicationReference": {"reference": "#med2"}, "subject": {"reference": subject},
-         "authoredOn": "2022-01-10", "dosageInstruction": [{"text": f"give to {p['given1']} nightly"}]},
-        {"resourceType": "Immunization", "id": "imm-1", "status": "completed",
-         "vaccineCode": {"coding": [{"system": CVX, "code": "140"}]}, "patient": {"reference": subject},
-         "occurrenceDateTime": "2021-10-01", "lotNumber": p["lot"],
-         "performer": [{"actor": {"display": p["note_name"]}}]},
-        {"resourceType": "DiagnosticReport", "id": "dr-1", "status": "final",
-         "code": {"coding": [{"system": LOINC, "code": "24627-2"}]}, "subject": {"reference": subject},
-         "effectiveDateTime": "2022-01-10", "conclusion": f"no change, discussed with {p['family1']}",
-         "presentedForm": [{"contentType": "text/plain", "data": b64}]},
-        {"resourceType": "DocumentReference", "id": "doc-1", "status": "current",
-         "type": {"coding": [{"system": LOINC, "code": "34117-2"}]}, "subject": {"reference": subject},
-         "author": [{"display": p["note_name"]}],
-         "content": [{"attachment": {"contentType": "text/plain", "data": b64}}]},
-        {"resourceType": "AllergyIntolerance", "id": "al-1",
-         "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
-                                        "code": "active"}]},
-         "code": {"coding": [{"system": SNOMED, "code": "91936005"}]}, "patient": {"reference": subject},
-         "recordedDate": "2020-03-03", "note": [{"text": f"told by {p['given1']}"}]},
+        {
+            "resourceType": "Encounter",
+            "id": "enc-1",
+            "status": "finished",
+            "class": {"system": ACT, "code": "IMP", "display": "inpatient encounter"},
+            "subject": {"reference": subject},
+            "participant": [{"individual": {"reference": "Practitioner/prac-9", "display": p["gp"]}}],
+            "period": {"start": "2022-01-09T22:00:00+01:00", "end": "2022-01-14T11:00:00+01:00"},
+            "hospitalization": {"dischargeDisposition": {"coding": [{"code": "home"}]}},
+            "location": [{"location": {"display": f"Ward 7 {p['room']}"}}],
+        },
+        {
+            "resourceType": "Condition",
+            "id": "cond-1",
+            "clinicalStatus": {
+                "coding": [
+                    {"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "resolved"}
+                ]
+            },
+            "code": {"coding": [{"system": SNOMED, "code": "233604007"}], "text": "Pneumonia"},
+            "subject": {"reference": subject},
+            "onsetPeriod": {"start": "2022-01-08", "end": "2022-01-09"},
+            "abatementDateTime": "2022-02-01",
+            "note": [{"text": f"reported by {p['note_name']}"}],
+        },
+        {
+            "resourceType": "Procedure",
+            "id": "proc-1",
+            "status": "completed",
+            "code": {"coding": [{"system": SNOMED, "code": "399208008"}]},
+            "subject": {"reference": subject},
+            "performedPeriod": {"start": "2022-01-10T09:00:00+01:00", "end": "2022-01-10T09:20:00+01:00"},
+        },
+        {
+            "resourceType": "MedicationStatement",
+            "id": "ms-1",
+            "status": "active",
+            "contained": [
+                {
+                    "resourceType": "Medication",
+                    "id": "med1",
+                    "code": {"coding": [{"system": RXNORM, "code": "860975"}]},
+                }
+            ],
+            "medicationReference": {"reference": "#med1"},
+            "subject": {"reference": subject},
+            "effectivePeriod": {"start": "2021-06-01", "end": "2022-06-01"},
+        },
+        {
+            "resourceType": "MedicationRequest",
+            "id": "mr-1",
+            "status": "active",
+            "intent": "order",
+            "contained": [
+                {
+                    "resourceType": "Medication",
+                    "id": "med2",
+                    "code": {"coding": [{"system": RXNORM, "code": "197361"}]},
+                }
+            ],
+            "medicationReference": {"reference": "#med2"},
+            "subject": {"reference": subject},
+            "authoredOn": "2022-01-10",
+            "dosageInstruction": [{"text": f"give to {p['given1']} nightly"}],
+        },
+        {
+            "resourceType": "Immunization",
+            "id": "imm-1",
+            "status": "completed",
+            "vaccineCode": {"coding": [{"system": CVX, "code": "140"}]},
+            "patient": {"reference": subject},
+            "occurrenceDateTime": "2021-10-01",
+            "lotNumber": p["lot"],
+            "performer": [{"actor": {"display": p["note_name"]}}],
+        },
+        {
+            "resourceType": "DiagnosticReport",
+            "id": "dr-1",
+            "status": "final",
+            "code": {"coding": [{"system": LOINC, "code": "24627-2"}]},
+            "subject": {"reference": subject},
+            "effectiveDateTime": "2022-01-10",
+            "conclusion": f"no change, discussed with {p['family1']}",
+            "presentedForm": [{"contentType": "text/plain", "data": b64}],
+        },
+        {
+            "resourceType": "DocumentReference",
+            "id": "doc-1",
+            "status": "current",
+            "type": {"coding": [{"system": LOINC, "code": "34117-2"}]},
+            "subject": {"reference": subject},
+            "author": [{"display": p["note_name"]}],
+            "content": [{"attachment": {"contentType": "text/plain", "data": b64}}],
+        },
+        {
+            "resourceType": "AllergyIntolerance",
+            "id": "al-1",
+            "clinicalStatus": {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
+                        "code": "active",
+                    }
+                ]
+            },
+            "code": {"coding": [{"system": SNOMED, "code": "91936005"}]},
+            "patient": {"reference": subject},
+            "recordedDate": "2020-03-03",
+            "note": [{"text": f"told by {p['given1']}"}],
+        },
     ]
     if enc_ref:
         for res in out[2:]:
@@ -214,30 +366,56 @@ def transaction_bundle() -> dict[str, Any]:
     p = PHI
     pat_url = "urn:uuid:6f1c9a52-9a43-4d0e-9c1b-1f7a4b5e0a01"
     enc_url = "urn:uuid:0b6f2f1e-3e0c-4a7c-8d4e-5b2a9f6c1d02"
-    patient = {"resourceType": "Patient",
-               "identifier": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203",
-                                                    "code": "MR"}]},
-                               "system": "urn:oid:2.16.840.1.113883.3.999", "value": p["mrn2"]}],
-               "name": [{"family": p["family2"], "given": [p["given2"]]}],
-               "address": [{"line": [p["street2"]]}], "gender": "male", "birthDate": "1985-07-14"}
-    encounter = {"resourceType": "Encounter", "status": "finished",
-                 "class": {"system": ACT, "code": "AMB"}, "subject": {"reference": pat_url},
-                 "period": {"start": "2023-03-01T10:00:00Z", "end": "2023-03-01T10:30:00Z"}}
-    condition = {"resourceType": "Condition", "code": {"coding": [{"system": SNOMED, "code": "44054006"}]},
-                 "subject": {"reference": pat_url}, "encounter": {"reference": enc_url},
-                 "onsetDateTime": "2023-03-01"}
-    obs = {"resourceType": "Observation", "status": "final",
-           "category": [{"coding": [{"code": "vital-signs"}]}],
-           "code": {"coding": [{"system": LOINC, "code": "29463-7"}]}, "subject": {"reference": pat_url},
-           "encounter": {"reference": enc_url}, "effectiveDateTime": "2023-03-01T10:05:00Z",
-           "valueQuantity": {"value": 81.5, "unit": "kg", "system": "http://unitsofmeasure.org",
-                             "code": "kg"}}
+    patient = {
+        "resourceType": "Patient",
+        "identifier": [
+            {
+                "type": {
+                    "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]
+                },
+                "system": "urn:oid:2.16.840.1.113883.3.999",
+                "value": p["mrn2"],
+            }
+        ],
+        "name": [{"family": p["family2"], "given": [p["given2"]]}],
+        "address": [{"line": [p["street2"]]}],
+        "gender": "male",
+        "birthDate": "1985-07-14",
+    }
+    encounter = {
+        "resourceType": "Encounter",
+        "status": "finished",
+        "class": {"system": ACT, "code": "AMB"},
+        "subject": {"reference": pat_url},
+        "period": {"start": "2023-03-01T10:00:00Z", "end": "2023-03-01T10:30:00Z"},
+    }
+    condition = {
+        "resourceType": "Condition",
+        "code": {"coding": [{"system": SNOMED, "code": "44054006"}]},
+        "subject": {"reference": pat_url},
+        "encounter": {"reference": enc_url},
+        "onsetDateTime": "2023-03-01",
+    }
+    obs = {
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [{"coding": [{"code": "vital-signs"}]}],
+        "code": {"coding": [{"system": LOINC, "code": "29463-7"}]},
+        "subject": {"reference": pat_url},
+        "encounter": {"reference": enc_url},
+        "effectiveDateTime": "2023-03-01T10:05:00Z",
+        "valueQuantity": {"value": 81.5, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"},
+    }
     entries = []
-    for url, res in ((pat_url, patient), (enc_url, encounter),
-                     ("urn:uuid:0b6f2f1e-3e0c-4a7c-8d4e-5b2a9f6c1d03", condition),
-                     ("urn:uuid:0b6f2f1e-3e0c-4a7c-8d4e-5b2a9f6c1d04", obs)):
-        entries.append({"fullUrl": url, "resource": res,
-                        "request": {"method": "POST", "url": res["resourceType"]}})
+    for url, res in (
+        (pat_url, patient),
+        (enc_url, encounter),
+        ("urn:uuid:0b6f2f1e-3e0c-4a7c-8d4e-5b2a9f6c1d03", condition),
+        ("urn:uuid:0b6f2f1e-3e0c-4a7c-8d4e-5b2a9f6c1d04", obs),
+    ):
+        entries.append(
+            {"fullUrl": url, "resource": res, "request": {"method": "POST", "url": res["resourceType"]}}
+        )
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
 
@@ -268,28 +446,65 @@ def write_export(root: Path) -> dict[str, Path]:
     files["clinical"] = root / "Clinical.ndjson"
     files["clinical"].write_bytes(_ndjson(clinical("Patient/pat-1001", "Encounter/enc-1")))
     files["absolute"] = root / "Condition.ndjson"
-    files["absolute"].write_bytes(_ndjson([
-        {"resourceType": "Condition", "id": "cond-abs",
-         "code": {"coding": [{"system": SNOMED, "code": "38341003"}]},
-         "subject": {"reference": abs_ref}, "onsetDateTime": "2019-05-05"}]))
+    files["absolute"].write_bytes(
+        _ndjson(
+            [
+                {
+                    "resourceType": "Condition",
+                    "id": "cond-abs",
+                    "code": {"coding": [{"system": SNOMED, "code": "38341003"}]},
+                    "subject": {"reference": abs_ref},
+                    "onsetDateTime": "2019-05-05",
+                }
+            ]
+        )
+    )
     files["bundle"] = root / "transaction.json"
     files["bundle"].write_text(json.dumps(transaction_bundle()))
     files["gzip"] = root / "Observation_2.ndjson.gz"
-    files["gzip"].write_bytes(gzip.compress(_ndjson([
-        _obs("obs-gz", "Patient/123", category=[{"coding": [{"code": "laboratory"}]}],
-             code={"coding": [{"system": LOINC, "code": "2345-7"}]}, effectiveDateTime="2020-02-02",
-             valueQuantity={"value": 5.4, "unit": "mmol/L"})])))
+    files["gzip"].write_bytes(
+        gzip.compress(
+            _ndjson(
+                [
+                    _obs(
+                        "obs-gz",
+                        "Patient/123",
+                        category=[{"coding": [{"code": "laboratory"}]}],
+                        code={"coding": [{"system": LOINC, "code": "2345-7"}]},
+                        effectiveDateTime="2020-02-02",
+                        valueQuantity={"value": 5.4, "unit": "mmol/L"},
+                    )
+                ]
+            )
+        )
+    )
     return files
 
 
 #: Bad records, with the field their reason must name. The Patient with a free-text gender is kept
 #: (gender concept 0, NULL source value) and counted under ``invalid_codes`` as ``Patient.gender``.
 BAD_LINES: list[tuple[dict[str, Any] | str, str]] = [
-    ({"resourceType": "Observation", "id": "bad-1", "status": "final", "code": {"text": "x"},
-      "subject": {"reference": "Patient/pat-1001"}, "effectiveDateTime": f"tuesday {PHI['given1']}"},
-     "effectiveDateTime"),
-    ({"resourceType": "Patient", "id": "bad-2", "gender": f"{PHI['family1']}",
-      "identifier": [{"system": MRN_SYSTEM, "value": "E0000009"}], "birthDate": "1950-01-01"}, "gender"),
+    (
+        {
+            "resourceType": "Observation",
+            "id": "bad-1",
+            "status": "final",
+            "code": {"text": "x"},
+            "subject": {"reference": "Patient/pat-1001"},
+            "effectiveDateTime": f"tuesday {PHI['given1']}",
+        },
+        "effectiveDateTime",
+    ),
+    (
+        {
+            "resourceType": "Patient",
+            "id": "bad-2",
+            "gender": f"{PHI['family1']}",
+            "identifier": [{"system": MRN_SYSTEM, "value": "E0000009"}],
+            "birthDate": "1950-01-01",
+        },
+        "gender",
+    ),
     (f'{{"resourceType": "Patient", "name": "{PHI["family1"]}", ', "json"),
 ]
 

@@ -99,8 +99,10 @@ def test_sr_image_references_kept_and_remapped(tmp_path: Path) -> None:
     assert last.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == new_ct.SOPInstanceUID
 
 
-@pytest.mark.skipif(hasattr(__import__("os"), "geteuid") and __import__("os").geteuid() == 0,
-                    reason="root reads mode-000 files")
+@pytest.mark.skipif(
+    hasattr(__import__("os"), "geteuid") and __import__("os").geteuid() == 0,
+    reason="root reads mode-000 files",
+)
 def test_unreadable_file_reported_not_crashing(tmp_path: Path) -> None:
     home = _home(tmp_path)
     path = _ct(tmp_path / "src" / "locked.dcm")

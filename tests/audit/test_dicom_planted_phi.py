@@ -56,8 +56,16 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         db.row_factory = sqlite3.Row
         for row in db.execute("select * from ingest_journal"):
             journal[row["content_sha256"]] = dict(row)
-    return {"base": base, "src": src, "home": home, "files": files, "bad": bad, "proc": proc,
-            "journal": journal, "latin": (latin_path, latin_needles)}
+    return {
+        "base": base,
+        "src": src,
+        "home": home,
+        "files": files,
+        "bad": bad,
+        "proc": proc,
+        "journal": journal,
+        "latin": (latin_path, latin_needles),
+    }
 
 
 def _outputs(run: dict[str, Any]) -> list[Path]:
@@ -210,8 +218,13 @@ def test_encapsulated_pixel_bytes_identical(run: dict[str, Any]) -> None:
 
 
 EXPECTED_BAD = {
-    "truncated": "truncated", "truncated_header": "truncated", "garbage": "not_dicom", "zero": "empty_file",
-    "text": "not_dicom", "no_meta": None, "dicomdir": None,
+    "truncated": "truncated",
+    "truncated_header": "truncated",
+    "garbage": "not_dicom",
+    "zero": "empty_file",
+    "text": "not_dicom",
+    "no_meta": None,
+    "dicomdir": None,
 }
 
 

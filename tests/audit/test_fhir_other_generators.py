@@ -52,8 +52,13 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     home = base / "home"
     _init(home)
     proc = _cli(["fhir", str(src), "--home", str(home), "--json", "--workers", "2"])
-    return {"home": home, "src": src, "files": files, "proc": proc,
-            "summary": json.loads(proc.stdout) if proc.returncode == 0 else {}}
+    return {
+        "home": home,
+        "src": src,
+        "files": files,
+        "proc": proc,
+        "summary": json.loads(proc.stdout) if proc.returncode == 0 else {},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -113,9 +118,19 @@ def test_transaction_bundle_with_ids_ingested(tmp_path: Path) -> None:
 
 def test_expected_rows_per_table(run: dict[str, Any]) -> None:
     home = run["home"]
-    rows = {t: _rows(home, f"select * from {t}") for t in (
-        "death", "visit_occurrence", "condition_occurrence", "measurement", "observation",
-        "procedure_occurrence", "drug_exposure", "observation_period")}
+    rows = {
+        t: _rows(home, f"select * from {t}")
+        for t in (
+            "death",
+            "visit_occurrence",
+            "condition_occurrence",
+            "measurement",
+            "observation",
+            "procedure_occurrence",
+            "drug_exposure",
+            "observation_period",
+        )
+    }
     assert len(rows["death"]) == 1
     # enc-1 (IMP) and the transaction bundle's encounter (AMB, id from its urn:uuid fullUrl)
     assert sorted(r["visit_concept_id"] for r in rows["visit_occurrence"]) == [9201, 9202]
@@ -210,15 +225,24 @@ def _document_bundle() -> dict[str, Any]:
         entry["resource"]["id"] = f"d{n}"
         entry.pop("request")
     bundle["type"] = "document"
-    bundle["identifier"] = {"system": "urn:ietf:rfc:3986",
-                            "value": "urn:uuid:1d2c3b4a-0000-4000-8000-000000000001"}
+    bundle["identifier"] = {
+        "system": "urn:ietf:rfc:3986",
+        "value": "urn:uuid:1d2c3b4a-0000-4000-8000-000000000001",
+    }
     bundle["timestamp"] = "2023-03-02T09:00:00Z"
-    composition = {"resourceType": "Composition", "id": "comp-1", "status": "final",
-                   "type": {"coding": [{"system": "http://loinc.org", "code": "60591-5"}]},
-                   "subject": {"reference": bundle["entry"][0]["fullUrl"]}, "date": "2023-03-02",
-                   "author": [{"display": "GP practice"}], "title": "International Patient Summary"}
-    bundle["entry"].insert(0, {"fullUrl": "urn:uuid:1d2c3b4a-0000-4000-8000-000000000002",
-                               "resource": composition})
+    composition = {
+        "resourceType": "Composition",
+        "id": "comp-1",
+        "status": "final",
+        "type": {"coding": [{"system": "http://loinc.org", "code": "60591-5"}]},
+        "subject": {"reference": bundle["entry"][0]["fullUrl"]},
+        "date": "2023-03-02",
+        "author": [{"display": "GP practice"}],
+        "title": "International Patient Summary",
+    }
+    bundle["entry"].insert(
+        0, {"fullUrl": "urn:uuid:1d2c3b4a-0000-4000-8000-000000000002", "resource": composition}
+    )
     return bundle
 
 
@@ -287,16 +311,30 @@ def _ingest(tmp_path: Path, resources: list[dict[str, Any]]) -> tuple[Path, dict
 
 
 UNDATED = [
-    {"resourceType": "Condition", "id": "c-nodate", "subject": {"reference": "Patient/pat-1001"},
-     "code": {"coding": [{"system": "http://snomed.info/sct", "code": "44054006"}]},
-     "onsetString": "childhood"},
-    {"resourceType": "MedicationRequest", "id": "mr-nodate", "status": "active", "intent": "order",
-     "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
-                                               "code": "197361"}]},
-     "subject": {"reference": "Patient/pat-1001"}},
-    {"resourceType": "Encounter", "id": "e-noperiod", "status": "planned",
-     "subject": {"reference": "Patient/pat-1001"},
-     "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}},
+    {
+        "resourceType": "Condition",
+        "id": "c-nodate",
+        "subject": {"reference": "Patient/pat-1001"},
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "44054006"}]},
+        "onsetString": "childhood",
+    },
+    {
+        "resourceType": "MedicationRequest",
+        "id": "mr-nodate",
+        "status": "active",
+        "intent": "order",
+        "medicationCodeableConcept": {
+            "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "197361"}]
+        },
+        "subject": {"reference": "Patient/pat-1001"},
+    },
+    {
+        "resourceType": "Encounter",
+        "id": "e-noperiod",
+        "status": "planned",
+        "subject": {"reference": "Patient/pat-1001"},
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+    },
 ]
 
 
@@ -308,11 +346,16 @@ def test_undated_resource_is_accounted_for(tmp_path: Path, resource: dict[str, A
 
 
 def test_quantity_comparator_kept(tmp_path: Path) -> None:
-    obs = {"resourceType": "Observation", "id": "o-cmp", "status": "final",
-           "category": [{"coding": [{"code": "laboratory"}]}],
-           "code": {"coding": [{"system": "http://loinc.org", "code": "4548-4"}]},
-           "subject": {"reference": "Patient/pat-1001"}, "effectiveDateTime": "2022-01-10",
-           "valueQuantity": {"value": 14, "comparator": "<", "unit": "%"}}
+    obs = {
+        "resourceType": "Observation",
+        "id": "o-cmp",
+        "status": "final",
+        "category": [{"coding": [{"code": "laboratory"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "4548-4"}]},
+        "subject": {"reference": "Patient/pat-1001"},
+        "effectiveDateTime": "2022-01-10",
+        "valueQuantity": {"value": 14, "comparator": "<", "unit": "%"},
+    }
     home, _ = _ingest(tmp_path, [obs])
     row = _rows(home, "select * from measurement")[0]
     assert row["operator_concept_id"] == 4171756  # OMOP '<'

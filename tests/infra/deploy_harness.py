@@ -120,8 +120,14 @@ def _signal(proc: psutil.Process, sig: int) -> None:
 
 def run_script(name: str, *args: str, env: dict[str, str], timeout: float = 90) -> str:
     """Run one of ``infra/deploy/*.sh``; fail with its output when it exits non-zero."""
-    result = subprocess.run(["bash", str(DEPLOY / name), *args], env=env, capture_output=True, text=True,
-                            timeout=timeout, stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        ["bash", str(DEPLOY / name), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
     if result.returncode != 0:
         raise AssertionError(f"{name} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return result.stdout
@@ -149,7 +155,13 @@ def tls_handshake(port: int, cert: Path, key: Path, ca: Path) -> str:
 def script_env(home: Path, **extra: str) -> dict[str, str]:
     """Environment for the deploy scripts: HOME in the test folder, this venv, short stop timeout."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SITE_NODE_", "HUB_"))}
-    env.update({"HOME": str(home), "FEDIMAGING_VENV": str(Path(sys.executable).parent.parent),
-                "FEDIMAGING_STOP_TIMEOUT": "10", "PYTHONUNBUFFERED": "1"})
+    env.update(
+        {
+            "HOME": str(home),
+            "FEDIMAGING_VENV": str(Path(sys.executable).parent.parent),
+            "FEDIMAGING_STOP_TIMEOUT": "10",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.update(extra)
     return env

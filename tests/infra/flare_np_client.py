@@ -18,8 +18,13 @@ def main() -> None:
         if received is None:
             break
         params = {key: np.asarray(value) + 1.0 for key, value in (received.params or {}).items()}
-        flare.send(flare.FLModel(params=params, metrics={"accuracy": float(received.current_round or 0)},
-                                 meta={"NUM_STEPS_CURRENT_ROUND": 1}))
+        flare.send(
+            flare.FLModel(
+                params=params,
+                metrics={"accuracy": float(received.current_round or 0)},
+                meta={"NUM_STEPS_CURRENT_ROUND": 1},
+            )
+        )
 
 
 if __name__ == "__main__":

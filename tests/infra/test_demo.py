@@ -21,14 +21,38 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     env_home.mkdir()
     env = {**os.environ, "HOME": str(env_home)}
     result = subprocess.run(
-        [sys.executable, "-m", "infra.demo", "--sites", "2", "--patients", "4", "--rounds", "1",
-         "--workdir", str(workdir)],
-        cwd=REPO, capture_output=True, text=True, timeout=1200, env=env,
+        [
+            sys.executable,
+            "-m",
+            "infra.demo",
+            "--sites",
+            "2",
+            "--patients",
+            "4",
+            "--rounds",
+            "1",
+            "--workdir",
+            str(workdir),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env=env,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     out = result.stdout
-    for step in ("Generate synthetic hospitals", "Site nodes", "Hub on loopback", "publish",
-                 "Catalog search", "seg3d", "Results", "Privacy summary", "Demo finished"):
+    for step in (
+        "Generate synthetic hospitals",
+        "Site nodes",
+        "Hub on loopback",
+        "publish",
+        "Catalog search",
+        "seg3d",
+        "Results",
+        "Privacy summary",
+        "Demo finished",
+    ):
         assert step in out, step
     results = workdir / "results"
     for name in ("global_model.pt", "metrics.json", "dice_per_round.png", "report.html", "privacy.json"):

@@ -31,8 +31,14 @@ def kits(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def _run(script: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", str(DEPLOY / script), *args], env=env, capture_output=True, text=True,
-                          timeout=30, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        ["bash", str(DEPLOY / script), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_client_without_site_policy_does_not_start(kits: dict, tmp_path: Path) -> None:
@@ -90,10 +96,18 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
         name = unit.name.replace("@.", "@site-a.")
         (tmp_path / name).write_text(text)
     targets = [str(p) for p in sorted(tmp_path.iterdir())]
-    result = subprocess.run(["systemd-analyze", "verify", "--man=no", *targets], capture_output=True,
-                            text=True, cwd=tmp_path, timeout=60)
-    problems = [line for line in (result.stdout + result.stderr).splitlines()
-                if "fedimaging" in line and "Unit configured to use" not in line]
+    result = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", *targets],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    problems = [
+        line
+        for line in (result.stdout + result.stderr).splitlines()
+        if "fedimaging" in line and "Unit configured to use" not in line
+    ]
     assert not problems, problems
 
 

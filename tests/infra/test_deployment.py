@@ -41,8 +41,13 @@ ROGUE = "site-c"
 RESEARCHER = "alice@fedimaging.org"
 OPERATOR = "hub-admin@fedimaging.org"
 CLIENT_SCRIPT = Path(__file__).with_name("flare_np_client.py")
-SEG3D_PARAMS = {"rounds": 2, "local_epochs": 1, "patch": [16, 16, 16], "channels": [4, 8],
-                "cross_site_eval": False}
+SEG3D_PARAMS = {
+    "rounds": 2,
+    "local_epochs": 1,
+    "patch": [16, 16, 16],
+    "channels": [4, 8],
+    "cross_site_eval": False,
+}
 BIN = Path(sys.executable).parent
 
 
@@ -100,15 +105,27 @@ def deployment(tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatc
     fl_port, admin_port, hub_port, *site_ports = free_ports(3 + len(SITES))
     env = script_env(home, HUB_DB_URL=postgres_url)
     start = time.perf_counter()
-    kits = provision_command(",".join(SITES), "alice", tmp_path / "provision", fl_port=fl_port,
-                             admin_port=admin_port)
+    kits = provision_command(
+        ",".join(SITES), "alice", tmp_path / "provision", fl_port=fl_port, admin_port=admin_port
+    )
     hub_home = tmp_path / "hub"
     _cli("central-hub", "init", "--home", str(hub_home), "--db", postgres_url, env=env)
     shutil.copytree(kits["server_kit"]["path"], hub_home / "nvflare")
-    homes = {s: _install_site(tmp_path, s, Path(kits["site_kits"][s]["path"]), env, seed=i)
-             for i, s in enumerate(SITES)}
-    dep = Deployment(tmp_path, env, kits, hub_home, homes, hub_port,
-                     dict(zip(SITES, site_ports, strict=True)), fl_port, admin_port)
+    homes = {
+        s: _install_site(tmp_path, s, Path(kits["site_kits"][s]["path"]), env, seed=i)
+        for i, s in enumerate(SITES)
+    }
+    dep = Deployment(
+        tmp_path,
+        env,
+        kits,
+        hub_home,
+        homes,
+        hub_port,
+        dict(zip(SITES, site_ports, strict=True)),
+        fl_port,
+        admin_port,
+    )
     dep.timings["provision + install"] = time.perf_counter() - start
     try:
         yield dep
@@ -123,8 +140,13 @@ def deployment(tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatc
 
 def _quiet_stop(script: str, home: Path, dep: Deployment) -> None:
     try:
-        subprocess.run(["bash", str(DEPLOY / script), str(home)], env=dep.env, timeout=60,
-                       capture_output=True, stdin=subprocess.DEVNULL)
+        subprocess.run(
+            ["bash", str(DEPLOY / script), str(home)],
+            env=dep.env,
+            timeout=60,
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+        )
     except subprocess.TimeoutExpired:
         pass  # kill_all() below takes care of it
 
@@ -145,9 +167,17 @@ def _connected_clients(dep: Deployment) -> set[str]:
 
 def _start(dep: Deployment) -> None:
     start = time.perf_counter()
-    run_script("start-hub.sh", str(dep.hub_home), env={
-        **dep.env, "HUB_API_PORT": str(dep.hub_port), "HUB_NVFLARE_MODE": "production",
-        "HUB_NVFLARE_ADMIN_KIT": dep.kits["operator_kit"]["path"], "HUB_NVFLARE_ADMIN_USER": OPERATOR})
+    run_script(
+        "start-hub.sh",
+        str(dep.hub_home),
+        env={
+            **dep.env,
+            "HUB_API_PORT": str(dep.hub_port),
+            "HUB_NVFLARE_MODE": "production",
+            "HUB_NVFLARE_ADMIN_KIT": dep.kits["operator_kit"]["path"],
+            "HUB_NVFLARE_ADMIN_USER": OPERATOR,
+        },
+    )
     for site, home in dep.site_homes.items():
         run_script("start-site.sh", str(home), env={**dep.env, "SITE_API_PORT": str(dep.site_ports[site])})
     dep.tracker.add_pid_files(*dep.run_dirs)
@@ -182,8 +212,9 @@ def _check_services(dep: Deployment, postgres_url: str) -> None:
         engine.dispose()
     for site, home in dep.site_homes.items():
         token = (home / "phi" / "admin.token").read_text().strip()
-        request = urllib.request.Request(f"http://127.0.0.1:{dep.site_ports[site]}/status",
-                                         headers={"Authorization": f"Bearer {token}"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{dep.site_ports[site]}/status", headers={"Authorization": f"Bearer {token}"}
+        )
         with urllib.request.urlopen(request, timeout=10) as reply:
             assert reply.status == 200
 
@@ -209,8 +240,13 @@ def _unapproved_job_is_refused(dep: Deployment) -> None:
     from nvflare.app_common.np.recipes.fedavg import NumpyFedAvgRecipe
 
     start = time.perf_counter()
-    recipe = NumpyFedAvgRecipe(name="unapproved", model=np.zeros((2, 3)).tolist(), min_clients=len(SITES),
-                               num_rounds=1, train_script=str(CLIENT_SCRIPT))
+    recipe = NumpyFedAvgRecipe(
+        name="unapproved",
+        model=np.zeros((2, 3)).tolist(),
+        min_clients=len(SITES),
+        num_rounds=1,
+        train_script=str(CLIENT_SCRIPT),
+    )
     recipe.export(str(dep.root / "job"))
     sess = _session(Path(dep.kits["researcher_kits"][RESEARCHER]["path"]), RESEARCHER)
     try:
@@ -228,9 +264,12 @@ def _unapproved_job_is_refused(dep: Deployment) -> None:
 
 def _hub(dep: Deployment, method: str, path: str, token: str, body: dict | None = None) -> bytes:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{dep.hub_port}{path}", data=data, method=method,
-                                     headers={"Authorization": f"Bearer {token}",
-                                              "Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{dep.hub_port}{path}",
+        data=data,
+        method=method,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=60) as reply:
         return reply.read()
 
@@ -239,13 +278,31 @@ def _run_seg3d_through_hub(dep: Deployment) -> bytes:
     """The researcher submits seg3d through the hub's job API; the hub's production runner uses the
     Session API with the operator kit; each site checks its approval and filters what leaves."""
     start = time.perf_counter()
-    token = json.loads(_cli("central-hub", "token", "create", "--role", "researcher", "--name", "alice",
-                            "--home", str(dep.hub_home), "--json", env=dep.env))["token"]
-    job = json.loads(_hub(dep, "POST", "/jobs", token, {"template": "seg3d", "sites": list(SITES),
-                                                         "params": SEG3D_PARAMS}))
+    token = json.loads(
+        _cli(
+            "central-hub",
+            "token",
+            "create",
+            "--role",
+            "researcher",
+            "--name",
+            "alice",
+            "--home",
+            str(dep.hub_home),
+            "--json",
+            env=dep.env,
+        )
+    )["token"]
+    job = json.loads(
+        _hub(dep, "POST", "/jobs", token, {"template": "seg3d", "sites": list(SITES), "params": SEG3D_PARAMS})
+    )
     dep.tracker.snapshot()
-    final = wait_until(lambda: _terminal(json.loads(_hub(dep, "GET", f"/jobs/{job['id']}", token))), 240,
-                       "the seg3d job to finish", interval=3.0)
+    final = wait_until(
+        lambda: _terminal(json.loads(_hub(dep, "GET", f"/jobs/{job['id']}", token))),
+        240,
+        "the seg3d job to finish",
+        interval=3.0,
+    )
     dep.timings["seg3d via hub: submit -> finished"] = time.perf_counter() - start
     assert final["state"] == "finished" and not final.get("refusals"), final
     for site, home in dep.site_homes.items():  # what left each site is in its own ledger
@@ -272,26 +329,37 @@ def _terminal(job: dict) -> dict | None:
 def _rogue_is_refused(dep: Deployment) -> None:
     """A client with a certificate from an independent provisioning cannot join."""
     start = time.perf_counter()
-    rogue = provision_command(ROGUE, "mallory", dep.root / "rogue-provision", fl_port=dep.fl_port,
-                              admin_port=dep.admin_port)
+    rogue = provision_command(
+        ROGUE, "mallory", dep.root / "rogue-provision", fl_port=dep.fl_port, admin_port=dep.admin_port
+    )
     rogue_home = _install_site(dep.root, ROGUE, Path(rogue["site_kits"][ROGUE]["path"]), dep.env)
     log = (dep.root / "rogue.log").open("wb")
-    proc = subprocess.Popen(["bash", str(DEPLOY / "run-flare.sh"), str(rogue_home / "nvflare")],
-                            env={**dep.env, "SITE_NODE_HOME": str(rogue_home)}, stdout=log,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        ["bash", str(DEPLOY / "run-flare.sh"), str(rogue_home / "nvflare")],
+        env={**dep.env, "SITE_NODE_HOME": str(rogue_home)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     dep.tracker.add(proc.pid)  # the fixture's clean-up covers it too
     rogue_procs = ProcessTracker()
     rogue_procs.add(proc.pid)
     try:
         flare_log = rogue_home / "nvflare" / "log.txt"
-        wait_until(lambda: flare_log.exists() and "CERTIFICATE_VERIFY_FAILED" in flare_log.read_text(), 60,
-                   "the rogue client's TLS failure")
+        wait_until(
+            lambda: flare_log.exists() and "CERTIFICATE_VERIFY_FAILED" in flare_log.read_text(),
+            60,
+            "the rogue client's TLS failure",
+        )
         assert ROGUE not in _connected_clients(dep)
         real_ca = Path(dep.kits["server_kit"]["path"]) / "startup" / "rootCA.pem"
         rogue_startup = rogue_home / "nvflare" / "startup"
         # even a rogue that trusts the real CA is refused by the server: its certificate is foreign
-        assert tls_handshake(dep.fl_port, rogue_startup / "client.crt", rogue_startup / "client.key",
-                             real_ca) == "refused"
+        assert (
+            tls_handshake(dep.fl_port, rogue_startup / "client.crt", rogue_startup / "client.key", real_ca)
+            == "refused"
+        )
         site_a = dep.site_homes["site-a"] / "nvflare" / "startup"
         assert tls_handshake(dep.fl_port, site_a / "client.crt", site_a / "client.key", real_ca) == "accepted"
     finally:

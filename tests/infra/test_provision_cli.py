@@ -27,10 +27,23 @@ def _app() -> typer.Typer:
 
 
 def test_provision_writes_kits_for_every_participant(tmp_path: Path) -> None:
-    result = CliRunner().invoke(_app(), [
-        "provision", "--sites", "site-a,site-b", "--researchers", "alice", "--out", str(tmp_path / "prov"),
-        "--fl-port", "9102", "--admin-port", "9103", "--json",
-    ])
+    result = CliRunner().invoke(
+        _app(),
+        [
+            "provision",
+            "--sites",
+            "site-a,site-b",
+            "--researchers",
+            "alice",
+            "--out",
+            str(tmp_path / "prov"),
+            "--fl-port",
+            "9102",
+            "--admin-port",
+            "9103",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
     server = Path(summary["server_kit"]["path"])

@@ -31,8 +31,13 @@ def _by_type(project: dict, kind: str) -> list[dict]:
 def test_one_server_with_ports_and_host() -> None:
     project = render_project(_spec(server_host="hub.example.org", fl_port=9002, admin_port=9003))
     (server,) = _by_type(project, "server")
-    assert server == {"name": "hub.example.org", "type": "server", "org": "hub",
-                      "fed_learn_port": 9002, "admin_port": 9003}
+    assert server == {
+        "name": "hub.example.org",
+        "type": "server",
+        "org": "hub",
+        "fed_learn_port": 9002,
+        "admin_port": 9003,
+    }
 
 
 def test_one_client_per_site_with_nvflare_safe_org() -> None:
@@ -44,8 +49,11 @@ def test_one_client_per_site_with_nvflare_safe_org() -> None:
 def test_researchers_are_leads_and_operator_is_project_admin() -> None:
     admins = _by_type(render_project(_spec(researchers=("alice", "bob@uni.example.edu"))), "admin")
     roles = {a["name"]: a["role"] for a in admins}
-    assert roles == {"alice@fedimaging.org": "lead", "bob@uni.example.edu": "lead",
-                     "hub-admin@fedimaging.org": "project_admin"}
+    assert roles == {
+        "alice@fedimaging.org": "lead",
+        "bob@uni.example.edu": "lead",
+        "hub-admin@fedimaging.org": "project_admin",
+    }
 
 
 def test_template_builders_and_project_name_kept() -> None:
@@ -61,31 +69,37 @@ def test_written_file_round_trips(tmp_path: Path) -> None:
     assert yaml.safe_load(path.read_text()) == render_project(_spec())
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("a,b, c", ("a", "b", "c")),
-    (["a,b", "c"], ("a", "b", "c")),
-    ("", ()),
-    (None, ()),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("a,b, c", ("a", "b", "c")),
+        (["a,b", "c"], ("a", "b", "c")),
+        ("", ()),
+        (None, ()),
+    ],
+)
 def test_parse_names(value: object, expected: tuple[str, ...]) -> None:
     assert parse_names(value) == expected  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("kw", "field"), [
-    ({"sites": ()}, "sites"),
-    ({"researchers": ()}, "researchers"),
-    ({"sites": ("Site A",)}, "sites"),
-    ({"sites": ("site-a", "site-a")}, "sites"),
-    ({"sites": ("site-a", "site_a")}, "sites"),  # same NVFlare org
-    ({"sites": ("localhost",)}, "sites"),
-    ({"server_host": "hub_1"}, "server_host"),
-    ({"fl_port": 0}, "fl_port"),
-    ({"admin_port": 70000}, "admin_port"),
-    ({"researchers": ("alice", "alice@fedimaging.org")}, "researchers"),
-    ({"researchers": ("al ice",)}, "researchers"),
-    ({"admin_domain": "nodot"}, "researchers"),
-    ({"project_name": "Bad Name"}, "project_name"),
-])
+@pytest.mark.parametrize(
+    ("kw", "field"),
+    [
+        ({"sites": ()}, "sites"),
+        ({"researchers": ()}, "researchers"),
+        ({"sites": ("Site A",)}, "sites"),
+        ({"sites": ("site-a", "site-a")}, "sites"),
+        ({"sites": ("site-a", "site_a")}, "sites"),  # same NVFlare org
+        ({"sites": ("localhost",)}, "sites"),
+        ({"server_host": "hub_1"}, "server_host"),
+        ({"fl_port": 0}, "fl_port"),
+        ({"admin_port": 70000}, "admin_port"),
+        ({"researchers": ("alice", "alice@fedimaging.org")}, "researchers"),
+        ({"researchers": ("al ice",)}, "researchers"),
+        ({"admin_domain": "nodot"}, "researchers"),
+        ({"project_name": "Bad Name"}, "project_name"),
+    ],
+)
 def test_invalid_spec_raises_and_writes_nothing(tmp_path: Path, kw: dict, field: str) -> None:
     target = tmp_path / "project.yml"
     with pytest.raises(InputError) as info:
@@ -104,7 +118,9 @@ def test_provision_cli_module_is_light() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, infra.provision.cli; "
-            "print(sorted(m for m in ('nvflare', 'torch', 'yaml') if m in sys.modules))")
+    code = (
+        "import sys, infra.provision.cli; "
+        "print(sorted(m for m in ('nvflare', 'torch', 'yaml') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -35,9 +35,20 @@ PLANTED = {
 }
 PRIVATE_VALUE = "PrivatePlanted Janette"
 #: Source files from pydicom's bundled test data (several modalities and transfer syntaxes).
-SOURCES = ["CT_small.dcm", "MR_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm",
-           "MR_small_RLE.dcm", "JPEG2000.dcm", "rtplan.dcm", "liver_1frame.dcm", "rtdose.dcm",
-           "image_dfl.dcm", "test-SR.dcm", "waveform_ecg.dcm"]
+SOURCES = [
+    "CT_small.dcm",
+    "MR_small.dcm",
+    "MR_small_implicit.dcm",
+    "MR_small_bigendian.dcm",
+    "MR_small_RLE.dcm",
+    "JPEG2000.dcm",
+    "rtplan.dcm",
+    "liver_1frame.dcm",
+    "rtdose.dcm",
+    "image_dfl.dcm",
+    "test-SR.dcm",
+    "waveform_ecg.dcm",
+]
 
 
 def make_home(path: Path, cleared: list[str] | None = None) -> Path:
@@ -46,8 +57,9 @@ def make_home(path: Path, cleared: list[str] | None = None) -> Path:
     write_key(path / "phi", TEST_KEY, overwrite=True)
     if cleared is not None:
         toml = path / "site.toml"
-        toml.write_text(toml.read_text().replace("cleared_burned_in = []",
-                                                 f"cleared_burned_in = {json.dumps(cleared)}"))
+        toml.write_text(
+            toml.read_text().replace("cleared_burned_in = []", f"cleared_burned_in = {json.dumps(cleared)}")
+        )
     return path
 
 

@@ -21,17 +21,20 @@ from site_node.home import open_site
 from tests.site_node.deid.conftest import plant, run_cli, sample
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("compared with prior 03/17/24", "with"),  # an unshifted date
-    ("tel 06 12 34 56 78", ""),  # a phone number in groups
-    ("CT CHEST MRN 884 12 07", "CT CHEST"),  # an ID split into groups
-    ("CHEST 884", "CHEST"),  # a bare number after a plain word
-    ("12.03.2024 10:30", ""),
-    ("C1-884", ""),
-    ("CT 5 mm SERIES 3", "CT 5 mm SERIES 3"),  # a number before a unit, after a counter word
-    ("DWI b1000 3T 120kV 50% 2.5MM", "DWI b1000 3T 120kV 50% 2.5MM"),
-    ("SERIES 3 4", "SERIES"),  # a run of numbers is dropped even after a counter word
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("compared with prior 03/17/24", "with"),  # an unshifted date
+        ("tel 06 12 34 56 78", ""),  # a phone number in groups
+        ("CT CHEST MRN 884 12 07", "CT CHEST"),  # an ID split into groups
+        ("CHEST 884", "CHEST"),  # a bare number after a plain word
+        ("12.03.2024 10:30", ""),
+        ("C1-884", ""),
+        ("CT 5 mm SERIES 3", "CT 5 mm SERIES 3"),  # a number before a unit, after a counter word
+        ("DWI b1000 3T 120kV 50% 2.5MM", "DWI b1000 3T 120kV 50% 2.5MM"),
+        ("SERIES 3 4", "SERIES"),  # a run of numbers is dropped even after a counter word
+    ],
+)
 def test_numbers_kept_only_in_technique_shapes(text: str, expected: str) -> None:
     assert clean_text(text, load_vocabulary()) == expected
 
@@ -104,8 +107,10 @@ def test_journal_and_quarantine_hold_no_source_path(home: Path, tmp_path: Path, 
     src.mkdir(parents=True)
     plant(sample("CT_small.dcm")).save_as(src / "Plantedname_MRN7654321.dcm", enforce_file_format=True)
     (src / "Plantedname_notes.dcm").write_bytes(b"not dicom at all, Plantedname")
-    code, out, err = run_cli(["deid", str(tmp_path / "Plantedname^Janette"), "--home", str(home), "--json",
-                              "--workers", "1"], capsys)
+    code, out, err = run_cli(
+        ["deid", str(tmp_path / "Plantedname^Janette"), "--home", str(home), "--json", "--workers", "1"],
+        capsys,
+    )
     assert code == 0, err
     rows = _journal(home)
     assert len(rows) == 2
@@ -122,9 +127,15 @@ def test_journal_and_quarantine_hold_no_source_path(home: Path, tmp_path: Path, 
 
 def test_old_raw_source_names_are_scrubbed(home: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     with open_site(home).engine.begin() as conn:
-        conn.execute(insert(ingest_journal).values(
-            stage="dicom", content_sha256="0" * 64, source_name="Plantedname^Janette/x.dcm",
-            outcome="written", processed_at=utcnow()))
+        conn.execute(
+            insert(ingest_journal).values(
+                stage="dicom",
+                content_sha256="0" * 64,
+                source_name="Plantedname^Janette/x.dcm",
+                outcome="written",
+                processed_at=utcnow(),
+            )
+        )
     src = tmp_path / "src"
     src.mkdir()
     plant(sample("CT_small.dcm")).save_as(src / "a.dcm", enforce_file_format=True)

@@ -43,16 +43,21 @@ def bad_corpus(tmp_path: Path) -> tuple[Path, dict[str, str]]:
         "garbage.dcm": (b"this is not dicom at all " * 20, "not_dicom"),
         "truncated_pixels.dcm": (good[:-500], "truncated"),
         "truncated_header.dcm": (good[:900], "truncated"),
-        "wrong_vr.dcm": (good[:rows + 4] + b"ZZ" + good[rows + 6:], "invalid_vr"),
-        "wrong_length.dcm": (good[:rows + 6] + struct.pack("<H", 3) + good[rows + 8:], "invalid_length"),
+        "wrong_vr.dcm": (good[: rows + 4] + b"ZZ" + good[rows + 6 :], "invalid_vr"),
+        "wrong_length.dcm": (good[: rows + 6] + struct.pack("<H", 3) + good[rows + 8 :], "invalid_length"),
         "missing_meta.dcm": (_bundled("ExplVR_LitEndNoMeta.dcm"), "missing_file_meta"),
         "meta_no_ts.dcm": (_bundled("meta_missing_tsyntax.dcm"), "missing_file_meta"),
     }
     for name, (data, _) in files.items():
         (src / name).write_bytes(data)
     expected = {name: reason for name, (_, reason) in files.items()}
-    expected.update({"no_sop.dcm": "missing_sop_instance_uid", "no_pid.dcm": "missing_patient_id",
-                     "ts.dcm": "unsupported_transfer_syntax"})
+    expected.update(
+        {
+            "no_sop.dcm": "missing_sop_instance_uid",
+            "no_pid.dcm": "missing_patient_id",
+            "ts.dcm": "unsupported_transfer_syntax",
+        }
+    )
     (src / "zz_good.dcm").write_bytes(good)
     return src, expected
 

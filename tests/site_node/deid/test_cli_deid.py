@@ -19,8 +19,11 @@ ORIGINAL_UIDS = ["1.2.826.0.1.3680043.9.7777.0", "1.2.826.0.1.3680043.9.7777.1"]
 
 
 def _outputs(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _deid(home: Path, src: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> dict:
@@ -139,8 +142,10 @@ def test_reid_prints_originals(home: Path, corpus: Path, pz, capsys) -> None:  #
 def test_anonymize_writes_no_reid_table(home: Path, corpus: Path, pz, capsys) -> None:  # type: ignore[no-untyped-def]
     summary = _deid(home, corpus, capsys, "--anonymize")
     assert summary["anonymize"] and summary["written"] >= 10
-    assert not (home / "phi" / "reid.db").exists() or not sqlite3.connect(
-        home / "phi" / "reid.db").execute("SELECT count(*) FROM reid").fetchone()[0]
+    assert (
+        not (home / "phi" / "reid.db").exists()
+        or not sqlite3.connect(home / "phi" / "reid.db").execute("SELECT count(*) FROM reid").fetchone()[0]
+    )
     patients = {p.name for p in (home / "export" / "dicom").iterdir()}
     assert patients and pz.patient(PLANTED["PatientID"]) not in patients
 
@@ -177,8 +182,9 @@ def test_dates_keep_their_intervals(home: Path, tmp_path: Path, capsys) -> None:
         ds.StudyDate, ds.AcquisitionDateTime, ds.StudyTime = date, dtime, "101500"
         ds.save_as(src / f"{i}.dcm", enforce_file_format=True)
     _deid(home, src, capsys)
-    outs = sorted((pydicom.dcmread(p) for p in (home / "export" / "dicom").rglob("*.dcm")),
-                  key=lambda d: d.StudyDate)
+    outs = sorted(
+        (pydicom.dcmread(p) for p in (home / "export" / "dicom").rglob("*.dcm")), key=lambda d: d.StudyDate
+    )
     import datetime as dt
 
     days = [dt.datetime.strptime(d.StudyDate, "%Y%m%d") for d in outs]

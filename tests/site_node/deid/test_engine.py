@@ -36,32 +36,58 @@ def test_deidentify_returns_originals_for_the_reid_table(pz) -> None:  # type: i
     ds = plant(sample("CT_small.dcm"), study_uid="1.2.826.0.1.3680043.9.7777.0")
     result = deidentify(ds, DeidContext(pz))
     assert result.patient_pseudonym == KNOWN_PATIENT
-    assert result.originals == {"PatientID": PLANTED["PatientID"], "PatientName": PLANTED["PatientName"],
-                                "AccessionNumber": PLANTED["AccessionNumber"],
-                                "StudyInstanceUID": "1.2.826.0.1.3680043.9.7777.0"}
+    assert result.originals == {
+        "PatientID": PLANTED["PatientID"],
+        "PatientName": PLANTED["PatientName"],
+        "AccessionNumber": PLANTED["AccessionNumber"],
+        "StudyInstanceUID": "1.2.826.0.1.3680043.9.7777.0",
+    }
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("20200115", "20120402"), ("2020.01.15", "20120402"), ("202001", "201203"), ("2020", "2012"),
-    ("notadate", ""), ("20201345", ""), ("", ""),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("20200115", "20120402"),
+        ("2020.01.15", "20120402"),
+        ("202001", "201203"),
+        ("2020", "2012"),
+        ("notadate", ""),
+        ("20201345", ""),
+        ("", ""),
+    ],
+)
 def test_shift_da(value: str, expected: str) -> None:
     assert shift_da(value, KNOWN_OFFSET) == expected
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("20200115103000", "20120402103000"), ("20200115103000.123456+0100", "20120402103000.123456+0100"),
-    ("2020011510", "2012040210"), ("2020", "2012"), ("202001", "201203"), ("20200115-0500", "20120402-0500"),
-    ("Smith", ""), ("2020011510300", ""),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("20200115103000", "20120402103000"),
+        ("20200115103000.123456+0100", "20120402103000.123456+0100"),
+        ("2020011510", "2012040210"),
+        ("2020", "2012"),
+        ("202001", "201203"),
+        ("20200115-0500", "20120402-0500"),
+        ("Smith", ""),
+        ("2020011510300", ""),
+    ],
+)
 def test_shift_dt(value: str, expected: str) -> None:
     assert shift_dt(value, KNOWN_OFFSET) == expected
 
 
-@pytest.mark.parametrize(("vr", "value", "expected"), [
-    ("TM", "103000", "103000"), ("TM", "10:30:00", "10:30:00"), ("TM", "103000.25", "103000.25"),
-    ("TM", "Smith", ""), ("SH", "+0100", "+0100"), ("SH", "Smith", ""),
-])
+@pytest.mark.parametrize(
+    ("vr", "value", "expected"),
+    [
+        ("TM", "103000", "103000"),
+        ("TM", "10:30:00", "10:30:00"),
+        ("TM", "103000.25", "103000.25"),
+        ("TM", "Smith", ""),
+        ("SH", "+0100", "+0100"),
+        ("SH", "Smith", ""),
+    ],
+)
 def test_times_are_validated_not_shifted(vr: str, value: str, expected: str) -> None:
     assert shift_value(vr, value, KNOWN_OFFSET) == expected
 
@@ -80,21 +106,28 @@ def test_shift_keeps_intervals_across_month_and_leap_boundaries() -> None:
         assert gap == sgap
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("CT CHEST W CONTRAST follow-up for John Smith", "CT CHEST W CONTRAST follow-up"),
-    ("MR BRAIN T1 MPRAGE 3D (Dr. Jones)", "MR BRAIN T1 MPRAGE 3D"),
-    ("Thorax 1.25mm Lung", "Thorax 1.25mm Lung"),
-    ("Patient 12345678 born 01/02/1960", ""),
-    ("AX T2 FLAIR/FS", "AX T2 FLAIR/FS"),
-    ("Smith-CT", ""),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("CT CHEST W CONTRAST follow-up for John Smith", "CT CHEST W CONTRAST follow-up"),
+        ("MR BRAIN T1 MPRAGE 3D (Dr. Jones)", "MR BRAIN T1 MPRAGE 3D"),
+        ("Thorax 1.25mm Lung", "Thorax 1.25mm Lung"),
+        ("Patient 12345678 born 01/02/1960", ""),
+        ("AX T2 FLAIR/FS", "AX T2 FLAIR/FS"),
+        ("Smith-CT", ""),
+    ],
+)
 def test_clean_descriptors(text: str, expected: str) -> None:
     assert clean_text(text, load_vocabulary()) == expected
 
 
 def test_markers_name_each_applied_option(pz) -> None:  # type: ignore[no-untyped-def]
-    opts = DeidOptions(retain_longitudinal_modified_dates=False, clean_descriptors=False,
-                       retain_device_identity=False, retain_patient_characteristics=False)
+    opts = DeidOptions(
+        retain_longitudinal_modified_dates=False,
+        clean_descriptors=False,
+        retain_device_identity=False,
+        retain_patient_characteristics=False,
+    )
     out = deidentify_dataset(plant(sample("CT_small.dcm")), DeidContext(pz, opts))
     assert [i.CodeValue for i in out.DeidentificationMethodCodeSequence] == ["113100"]
     assert out.LongitudinalTemporalInformationModified == "REMOVED"

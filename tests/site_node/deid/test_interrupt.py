@@ -20,8 +20,11 @@ N_FILES = 200
 
 
 def _outputs(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -43,8 +46,18 @@ def big_corpus(tmp_path: Path) -> Path:
 def test_kill_9_then_rerun_matches_a_clean_run(tmp_path: Path, big_corpus: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     killed_home = make_home(tmp_path / "killed")
     out = killed_home / "export" / "dicom"
-    cmd = [sys.executable, "-c", "from site_node.cli import main; main()", "deid", str(big_corpus),
-           "--home", str(killed_home), "--workers", "1", "--json"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from site_node.cli import main; main()",
+        "deid",
+        str(big_corpus),
+        "--home",
+        str(killed_home),
+        "--workers",
+        "1",
+        "--json",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:

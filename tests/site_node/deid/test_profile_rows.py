@@ -26,11 +26,38 @@ from tests.site_node.deid.conftest import make_home, sample
 TEXT = "CT CHEST Smith"
 _SKIP_GROUPS = {0x0000, 0x0002, 0xFFFA, 0xFFFC}
 _VALUES: dict[str, object] = {
-    "AE": "PLANTEDAE", "AS": "045Y", "AT": 0x00100010, "CS": "PLANTED", "DA": "20200115", "DS": "12.5",
-    "DT": "20200115103000", "FL": 1.5, "FD": 1.5, "IS": "42", "LO": TEXT, "LT": TEXT, "PN": "Smith^John",
-    "SH": TEXT, "SL": 7, "SS": 7, "ST": TEXT, "SV": 7, "TM": "103000", "UC": TEXT, "UL": 7, "UR": "http://x.org/Smith",
-    "US": 7, "UT": TEXT, "UV": 7, "OB": b"\x01\x02", "OD": b"\x00" * 8, "OF": b"\x00" * 4, "OL": b"\x00" * 4,
-    "OV": b"\x00" * 8, "OW": b"\x01\x02", "UN": b"\x01\x02",
+    "AE": "PLANTEDAE",
+    "AS": "045Y",
+    "AT": 0x00100010,
+    "CS": "PLANTED",
+    "DA": "20200115",
+    "DS": "12.5",
+    "DT": "20200115103000",
+    "FL": 1.5,
+    "FD": 1.5,
+    "IS": "42",
+    "LO": TEXT,
+    "LT": TEXT,
+    "PN": "Smith^John",
+    "SH": TEXT,
+    "SL": 7,
+    "SS": 7,
+    "ST": TEXT,
+    "SV": 7,
+    "TM": "103000",
+    "UC": TEXT,
+    "UL": 7,
+    "UR": "http://x.org/Smith",
+    "US": 7,
+    "UT": TEXT,
+    "UV": 7,
+    "OB": b"\x01\x02",
+    "OD": b"\x00" * 8,
+    "OF": b"\x00" * 4,
+    "OL": b"\x00" * 4,
+    "OV": b"\x00" * 8,
+    "OW": b"\x01\x02",
+    "UN": b"\x01\x02",
 }
 
 
@@ -142,19 +169,41 @@ def test_row_action(tag: int, vr: str, name: str, deidentified: tuple[Dataset, D
         pytest.fail(f"unexpected action {action}")
 
 
-@pytest.mark.parametrize(("keyword", "expected"), [
-    ("PatientBirthDate", P.ZERO), ("StudyDate", P.SHIFT), ("InstitutionName", P.ZERO), ("PatientAge", P.KEEP),
-    ("StationName", P.KEEP), ("SeriesDescription", P.CLEAN_TEXT), ("PatientAddress", P.REMOVE),
-    ("ReferringPhysicianName", P.ZERO), ("OtherPatientIDs", P.REMOVE), ("StudyInstanceUID", P.UID),
-    ("SourceImageSequence", P.RECURSE), ("StationAETitle", P.DEVICE), ("PatientSex", P.KEEP),
-    ("DeviceSerialNumber", P.KEEP), ("OperatorsName", P.ZERO), ("ProtocolName", P.CLEAN_TEXT),
-    ("Rows", P.KEEP), ("PixelData", P.KEEP), ("SOPClassUID", P.CLASS_UID),
-    # safe-list free text is cleaned, never copied (audit L3); codes kept; references kept (D7)
-    ("BodyPartExamined", P.CLEAN_TEXT), ("SegmentLabel", P.CLEAN_TEXT), ("ContentLabel", P.CLEAN_TEXT),
-    ("Manufacturer", P.CLEAN_TEXT), ("CodeMeaning", P.CODE_MEANING), ("CodeValue", P.KEEP),
-    ("CodingSchemeDesignator", P.KEEP), ("ReferencedSOPClassUID", P.CLASS_UID),
-    ("ReferencedSOPSequence", P.RECURSE), ("ImageType", P.KEEP),
-])
+@pytest.mark.parametrize(
+    ("keyword", "expected"),
+    [
+        ("PatientBirthDate", P.ZERO),
+        ("StudyDate", P.SHIFT),
+        ("InstitutionName", P.ZERO),
+        ("PatientAge", P.KEEP),
+        ("StationName", P.KEEP),
+        ("SeriesDescription", P.CLEAN_TEXT),
+        ("PatientAddress", P.REMOVE),
+        ("ReferringPhysicianName", P.ZERO),
+        ("OtherPatientIDs", P.REMOVE),
+        ("StudyInstanceUID", P.UID),
+        ("SourceImageSequence", P.RECURSE),
+        ("StationAETitle", P.DEVICE),
+        ("PatientSex", P.KEEP),
+        ("DeviceSerialNumber", P.KEEP),
+        ("OperatorsName", P.ZERO),
+        ("ProtocolName", P.CLEAN_TEXT),
+        ("Rows", P.KEEP),
+        ("PixelData", P.KEEP),
+        ("SOPClassUID", P.CLASS_UID),
+        # safe-list free text is cleaned, never copied (audit L3); codes kept; references kept (D7)
+        ("BodyPartExamined", P.CLEAN_TEXT),
+        ("SegmentLabel", P.CLEAN_TEXT),
+        ("ContentLabel", P.CLEAN_TEXT),
+        ("Manufacturer", P.CLEAN_TEXT),
+        ("CodeMeaning", P.CODE_MEANING),
+        ("CodeValue", P.KEEP),
+        ("CodingSchemeDesignator", P.KEEP),
+        ("ReferencedSOPClassUID", P.CLASS_UID),
+        ("ReferencedSOPSequence", P.RECURSE),
+        ("ImageType", P.KEEP),
+    ],
+)
 def test_default_profile_known_actions(keyword: str, expected: str) -> None:
     from pydicom.datadict import tag_for_keyword
 
@@ -164,8 +213,13 @@ def test_default_profile_known_actions(keyword: str, expected: str) -> None:
 def test_options_change_actions() -> None:
     from pydicom.datadict import tag_for_keyword
 
-    options = DeidOptions(retain_longitudinal_modified_dates=False, retain_patient_characteristics=False,
-                          retain_device_identity=False, clean_descriptors=False, retain_uids=True)
+    options = DeidOptions(
+        retain_longitudinal_modified_dates=False,
+        retain_patient_characteristics=False,
+        retain_device_identity=False,
+        clean_descriptors=False,
+        retain_uids=True,
+    )
     plan = P.build_plan(options)
     assert plan.actions[tag_for_keyword("StudyDate")] == P.ZERO
     assert plan.actions[tag_for_keyword("PatientAge")] == P.REMOVE
@@ -177,8 +231,16 @@ def test_options_change_actions() -> None:
 
 def test_newer_table_is_loadable(tmp_path: Path) -> None:
     rows = json.loads((Path(P.__file__).parent / "data" / P.TABLE_FILE).read_text())
-    rows.append({"tag": "(0018,1010)", "name": "Secondary Capture Device ID", "basicProfile": "X",
-                 "rtnDevIdOpt": "K", "stdCompIOD": "N", "id": "00181010"})
+    rows.append(
+        {
+            "tag": "(0018,1010)",
+            "name": "Secondary Capture Device ID",
+            "basicProfile": "X",
+            "rtnDevIdOpt": "K",
+            "stdCompIOD": "N",
+            "id": "00181010",
+        }
+    )
     path = tmp_path / "confidentiality_profile_attributes_2026c.json"
     path.write_text(json.dumps(rows))
     table = load_table(path)

@@ -16,10 +16,24 @@ from site_node.deid.engine import QuarantineError, deidentify
 from site_node.deid.files import _file_meta, read_dataset
 from site_node.deid.writer import _pydicom_encode, encode_file, encode_file_meta
 
-NAMES = ["CT_small.dcm", "MR_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm",
-         "MR_small_RLE.dcm",
-         "JPEG2000.dcm", "rtplan.dcm", "rtdose.dcm", "liver_1frame.dcm", "test-SR.dcm", "image_dfl.dcm",
-         "waveform_ecg.dcm", "SC_rgb_small_odd.dcm", "examples_overlay.dcm", "badVR.dcm", "reportsi.dcm"]
+NAMES = [
+    "CT_small.dcm",
+    "MR_small.dcm",
+    "MR_small_implicit.dcm",
+    "MR_small_bigendian.dcm",
+    "MR_small_RLE.dcm",
+    "JPEG2000.dcm",
+    "rtplan.dcm",
+    "rtdose.dcm",
+    "liver_1frame.dcm",
+    "test-SR.dcm",
+    "image_dfl.dcm",
+    "waveform_ecg.dcm",
+    "SC_rgb_small_odd.dcm",
+    "examples_overlay.dcm",
+    "badVR.dcm",
+    "reportsi.dcm",
+]
 
 
 @pytest.mark.parametrize("name", NAMES)
