@@ -34,6 +34,7 @@ from site_node.clinical.fhir.worker import (
     Task,
     coded,
     init_worker,
+    parse_json,
     priority,
     run_task,
 )
@@ -42,7 +43,7 @@ from site_node.db import ingest_journal, utcnow
 from site_node.home import SiteContext
 
 log = logging.getLogger(__name__)
-CHUNK_LINES = 500
+CHUNK_LINES = 2000
 _TYPE_RE = re.compile(rb'"resourceType"\s*:\s*"([A-Za-z]+)"')
 _SUFFIXES = (".ndjson", ".json", ".ndjson.gz", ".json.gz")
 _NDJSON = (".ndjson", ".ndjson.gz")
@@ -181,7 +182,7 @@ def medication_index(files: list[SourceFile]) -> dict[str, Any]:
             continue
         for raw in data.split(b"\n"):
             try:
-                obj = json.loads(raw)
+                obj = parse_json(raw)
             except (ValueError, UnicodeDecodeError):
                 continue
             ok = isinstance(obj, dict) and obj.get("resourceType") == "Medication"

@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
+import orjson
 from fhir.resources.R4B import get_fhir_model_class
-from pydantic import ValidationError
+from fhir.resources.R4B.resource import Resource
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import create_engine
 
 from common.crypto import Pseudonymizer, sha256_hex
@@ -64,6 +66,45 @@ BUNDLE_TYPES = {
 NARRATIVE_TYPES = frozenset({"Composition", "MessageHeader"})
 _MAX_NESTING = 3
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+def parse_json(data: bytes) -> Any:
+    """JSON text to Python objects, as :func:`json.loads` reads it.
+
+    orjson parses the common case (UTF-8 without a byte-order mark) two to three times faster;
+    whatever it refuses (a byte-order mark, UTF-16, NaN, Infinity) is read by :func:`json.loads`.
+    The one difference: an integer beyond 64 bits becomes a float. No R4 element can hold one
+    (integer, positiveInt and unsignedInt are 32-bit; validation refuses it either way) and decimals
+    reach OMOP as floats, so the rows written are the same.
+
+    Raises:
+        ValueError: not JSON (``UnicodeDecodeError`` included).
+    """
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
+
+
+_MODELS: dict[str, type[BaseModel]] = {}
+
+
+def model_class(resource_type: str) -> type[BaseModel]:
+    """The fhir.resources R4B model of ``resource_type`` (looked up once per type and process).
+
+    Only resources count: data types such as ``HumanName`` or ``Coding`` are models too, but never
+    a ``resourceType``.
+
+    Raises:
+        KeyError, ValueError: not an R4B resource type.
+    """
+    model = _MODELS.get(resource_type)
+    if model is None:
+        model = get_fhir_model_class(resource_type)
+        if not (isinstance(model, type) and issubclass(model, Resource)):
+            raise ValueError("not a FHIR resource type")
+        _MODELS[resource_type] = model
+    return model
 
 
 def priority(resource_type: str | None) -> int:
@@ -171,7 +212,7 @@ class FhirWorker:
             result.unchanged += 1
             return
         try:
-            obj = json.loads(raw)
+            obj = parse_json(raw)
         except (ValueError, UnicodeDecodeError):
             result.read += 1
             result.quarantined.append(Quarantined(position, "malformed_json", None, raw))
@@ -184,7 +225,7 @@ class FhirWorker:
 
     def _document(self, data: bytes, result: ChunkResult) -> None:
         try:
-            obj = json.loads(data)
+            obj = parse_json(data)
         except (ValueError, UnicodeDecodeError):
             result.read += 1
             result.quarantined.append(Quarantined(0, "malformed_json", None, data))
@@ -255,7 +296,7 @@ class FhirWorker:
             result.skipped[rtype] += 1
             return None
         try:
-            model = get_fhir_model_class(rtype)
+            model = model_class(rtype)
         except (KeyError, ValueError):
             return quarantine("unknown_resource_type", "resourceType")
         try:

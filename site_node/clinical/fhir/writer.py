@@ -10,7 +10,7 @@ import datetime as dt
 import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, Date, DateTime, Engine, String, delete, select
 
@@ -158,6 +158,19 @@ class WriteOutcome:
     new_patients: list[PatientInfo] = field(default_factory=list)
 
 
+class _Union:
+    """Membership in either of two sets, without building their union."""
+
+    __slots__ = ("first", "second")
+
+    def __init__(self, first: set[Any], second: set[Any]) -> None:
+        self.first = first
+        self.second = second
+
+    def __contains__(self, value: object) -> bool:
+        return value in self.first or value in self.second
+
+
 def _chunks(values: list[Any]) -> list[list[Any]]:
     return [values[i : i + _IN_BATCH] for i in range(0, len(values), _IN_BATCH)]
 
@@ -209,9 +222,13 @@ class OmopWriter:
         return Person(self.pz.integer_id("patient", mrn), self.pz.date_offset(mrn), self.pz.patient(mrn))
 
     def write(self, mapped: list[Mapped]) -> WriteOutcome:
-        """Write ``mapped`` in one transaction (Patients must precede the resources that use them)."""
+        """Write ``mapped`` in one transaction (Patients must precede the resources that use them).
+
+        Patients and visits this chunk adds are kept beside the caches and merged only after the
+        commit: a chunk costs the same however many patients and visits the site already holds.
+        """
         outcome = WriteOutcome()
-        patients = dict(self.patients)
+        new_patients: dict[str, Person] = {}
         pending_patients: dict[str, tuple[PatientInfo, Person]] = {}
         by_source: dict[str, Mapped] = {}
         for item in mapped:
@@ -224,23 +241,25 @@ class OmopWriter:
             if item.patient is not None:
                 info = item.patient
                 person = Person(info.person_id, self.pz.date_offset(info.mrn), info.pseudonym)
-                patients[info.patient_key] = person
+                new_patients[info.patient_key] = person
                 pending_patients[info.patient_key] = (info, person)
             item.rows = [(table, as_list(table, row)) for table, row in item.rows]
             by_source[item.source_key] = item
         visit_key = TABLES["visit_occurrence"].key
-        visits = self.visits | {
+        new_visits = {
             row[visit_key]  # type: ignore[index]  # rows are lists from here on
             for item in by_source.values()
             for table, row in item.rows
             if table == "visit_occurrence"
         }
+        visits = _Union(self.visits, new_visits)
         inserts: dict[str, list[list[Any]]] = defaultdict(list)
         upserts: dict[str, set[Any]] = defaultdict(set)
         source_rows: list[list[Any]] = []
         now = utcnow()
         for item in list(by_source.values()):
-            found = patients.get(item.patient_key or "")
+            ref = item.patient_key or ""
+            found = new_patients.get(ref) or self.patients.get(ref)
             if found is None or found.pseudonym in self.withdrawn:
                 if found is None:
                     outcome.unresolved.append(item)
@@ -251,7 +270,8 @@ class OmopWriter:
             person = found
             produced = []
             delta = None if item.dates_shifted else dt.timedelta(days=person.offset)
-            for table, row in item.rows:
+            for table, listed in item.rows:
+                row = cast(list[Any], listed)  # lists since the first loop of this method
                 table_info = TABLES[table]
                 self._prepare(table_info, row, person, delta, visits)
                 inserts[table].append(row)
@@ -291,14 +311,14 @@ class OmopWriter:
         outcome.new_patients = [
             info for info, _ in pending_patients.values() if info.patient_key not in self.patients
         ]
-        self.patients = patients
-        self.visits = visits
+        self.patients.update(new_patients)
+        self.visits.update(new_visits)
         self.sources.update({row[0]: row[3] for row in source_rows})
         return outcome
 
     @staticmethod
     def _prepare(
-        info: TableInfo, row: list[Any], person: Person, delta: dt.timedelta | None, visits: set[int]
+        info: TableInfo, row: list[Any], person: Person, delta: dt.timedelta | None, visits: _Union
     ) -> None:
         if info.person >= 0:
             row[info.person] = person.person_id

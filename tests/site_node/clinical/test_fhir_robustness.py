@@ -15,7 +15,7 @@ from sqlalchemy import select
 from common.crypto import Pseudonymizer, load_key
 from site_node.clinical.fhir.codes import is_ucum, source_code
 from site_node.clinical.fhir.ingest import IngestSummary, ingest_fhir
-from site_node.clinical.fhir.worker import BUNDLE_TYPES, bundle_entries, entry_id
+from site_node.clinical.fhir.worker import BUNDLE_TYPES, bundle_entries, entry_id, model_class, parse_json
 from site_node.clinical.omop.schema import cdm_table
 from site_node.home import open_site
 from tests.site_node.clinical.conftest import observation, patient, write_ndjson
@@ -445,3 +445,65 @@ def test_undated_condition_takes_its_encounter_date_inside_a_bundle(sqlite_home:
     row = _rows(sqlite_home, "condition_occurrence")[0]
     assert row["condition_start_date"] == visit["visit_start_date"]
     assert row["visit_occurrence_id"] == visit["visit_occurrence_id"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"resourceType": "Patient", "id": "p1"}',
+        b'\xef\xbb\xbf{"resourceType": "Patient", "id": "p1"}',  # UTF-8 byte-order mark
+        '{"resourceType": "Patient", "id": "p1"}'.encode("utf-16"),
+        b'{"a": 9223372036854775807, "b": 1.5e-3, "c": "\\u00e9", "d": -0.0}',
+        b'{"a": NaN, "b": [Infinity]}',
+        b'{"a": 1, "a": 2}',  # duplicate key: the last one wins in both parsers
+    ],
+)
+def test_parse_json_reads_what_json_loads_reads(text: bytes) -> None:
+    parsed = parse_json(text)
+    assert json.dumps(parsed, sort_keys=True) == json.dumps(json.loads(text), sort_keys=True)
+
+
+@pytest.mark.parametrize("text", [b"{not json", b"", b'{"a": 1', b"\xff\xfe\xfa"])
+def test_parse_json_refuses_what_json_loads_refuses(text: bytes) -> None:
+    with pytest.raises(ValueError):
+        json.loads(text)
+    with pytest.raises(ValueError):
+        parse_json(text)
+
+
+def test_model_class_knows_resources_only() -> None:
+    assert model_class("Patient").__name__ == "Patient"
+    assert model_class("Patient") is model_class("Patient")
+    for name in ("HumanName", "Coding", "Element", "patient", "Spaceship", ""):
+        with pytest.raises((KeyError, ValueError)):
+            model_class(name)
+
+
+def test_data_type_named_as_resource_type_is_an_unknown_type(sqlite_home: Path) -> None:
+    summary = _ingest(
+        sqlite_home,
+        {
+            "x.ndjson": [
+                patient("p1", "MRN-1"),
+                {"resourceType": "HumanName", "family": TEXT},
+                {"resourceType": "Coding", "code": "1"},
+            ]
+        },
+    )
+    assert summary["quarantined"]["by_reason"] == {"unknown_resource_type": 2}
+    assert summary["rows"] == {"person": 1}
+    _no_text(sqlite_home, summary)
+
+
+def test_integers_beyond_64_bits_give_the_same_rows_as_json_loads(sqlite_home: Path) -> None:
+    """orjson reads them as floats; no R4 integer element holds one (quarantined either way) and
+    decimals are stored as floats, so the database is the same as with json.loads."""
+    huge = 123456789012345678901234567890
+    quantity = observation("o1", "p1", "2339-0", 1.0, "mg/dL")
+    quantity["valueQuantity"]["value"] = huge
+    integer = observation("o2", "p1", "2339-0", 1.0, "mg/dL")
+    del integer["valueQuantity"]
+    integer["valueInteger"] = huge
+    summary = _ingest(sqlite_home, {"x.ndjson": [patient("p1", "MRN-1"), quantity, integer]})
+    assert summary["quarantined"]["by_field"] == {"Observation.valueInteger": 1}
+    assert [r["value_as_number"] for r in _rows(sqlite_home, "measurement")] == [float(huge)]
