@@ -43,7 +43,7 @@ from site_node.db import ingest_journal, utcnow
 from site_node.home import SiteContext
 
 log = logging.getLogger(__name__)
-CHUNK_LINES = 2000
+CHUNK_LINES = 500
 _TYPE_RE = re.compile(rb'"resourceType"\s*:\s*"([A-Za-z]+)"')
 _SUFFIXES = (".ndjson", ".json", ".ndjson.gz", ".json.gz")
 _NDJSON = (".ndjson", ".ndjson.gz")
