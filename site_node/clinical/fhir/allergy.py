@@ -37,7 +37,7 @@ def map_allergy(allergy: Any, ctx: MapContext, out: Mapped) -> None:
     if when is None and allergy.onsetPeriod is not None:
         when = period_bounds(allergy.onsetPeriod)[0]
     when = when or to_datetime(allergy.recordedDate) or to_datetime(allergy.lastOccurrence)
-    when = when or ctx.encounter_start(allergy.encounter)
+    when = when or ctx.encounter_start(allergy.encounter, "AllergyIntolerance.onset[x]")
     if when is None:
         raise MissingDate("AllergyIntolerance.onset[x]")
     match, code = ctx.code(allergy.code)

@@ -27,6 +27,10 @@ EHR_PRESCRIPTION = 32838
 DERIVED = 32882
 #: Label of codes whose system is not a known vocabulary (the system URI is not shown).
 OTHER_SYSTEM = "other"
+#: Stand-in for "the start of the referenced visit" in a mapped row; the writer replaces it with
+#: the visit's start once it has found the visit (a record with no date of its own).
+VISIT_START = dt.datetime(1, 1, 1)
+VISIT_START_DAY = VISIT_START.date()
 
 
 class MissingDate(InputError):
@@ -49,6 +53,7 @@ class MapContext:
     invalid: list[str] = field(default_factory=list)
     medications: dict[str, Any] = field(default_factory=dict)
     encounter_starts: dict[str, dt.datetime] = field(default_factory=dict)
+    visit_dated: tuple[int, str] | None = None
 
     def count(self, vocabulary_id: str, mapped: bool) -> None:
         """Count one looked-up code of ``vocabulary_id`` as mapped or unmapped (for the report)."""
@@ -77,11 +82,23 @@ class MapContext:
             return f"{head[-2]}/{head[-1]}" if len(head) >= 2 else None
         return None
 
-    def encounter_start(self, reference: Any) -> dt.datetime | None:
-        """Start of the referenced Encounter when it is in the same Bundle (the date fallback of last
-        resort for records of that encounter), else None."""
-        ref = self.resolve(reference) if self.encounter_starts else None
-        return self.encounter_starts.get(ref) if ref else None
+    def encounter_start(self, reference: Any, where: str) -> dt.datetime | None:
+        """The date fallback of last resort for a record without a date of its own: the start of
+        its Encounter.
+
+        When the Encounter is in the same Bundle its start is returned. Otherwise (bulk exports
+        keep Encounters in their own file) :data:`VISIT_START` stands in for it and ``visit_dated``
+        names the visit: the writer fills in the visit's start, or quarantines the record as
+        ``missing_date`` at ``where`` when the site has no such visit. None without an Encounter.
+        """
+        ref = self.resolve(reference)
+        if not ref or not ref.startswith("Encounter/"):
+            return None
+        start = self.encounter_starts.get(ref)
+        if start is not None:
+            return start
+        self.visit_dated = (visit_row_id(self.pz, ref), where)
+        return VISIT_START
 
     def patient_key(self, reference: Any) -> str | None:
         """The keyed pseudonym of a Patient reference (what the writer resolves to a person)."""
@@ -174,6 +191,11 @@ class Mapped:
     unmapped: list[tuple[str, str]] = field(default_factory=list)
     codes: dict[str, list[int]] = field(default_factory=dict)
     invalid: list[str] = field(default_factory=list)
+    #: (visit_occurrence_id, date element) when the rows' dates are the visit's start, to be filled
+    #: in by the writer; then also where the record was and its bytes, for the quarantine.
+    visit_dated: tuple[int, str] | None = None
+    position: int = 0
+    raw: bytes = b""
 
 
 def source_key(pz: Pseudonymizer, ref: str) -> str:

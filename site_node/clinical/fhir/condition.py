@@ -21,7 +21,11 @@ def map_condition(condition: Any, ctx: MapContext, out: Mapped) -> None:
     start = to_datetime(condition.onsetDateTime)
     if start is None and condition.onsetPeriod is not None:
         start = period_bounds(condition.onsetPeriod)[0]
-    start = start or to_datetime(condition.recordedDate) or ctx.encounter_start(condition.encounter)
+    start = (
+        start
+        or to_datetime(condition.recordedDate)
+        or ctx.encounter_start(condition.encounter, "Condition.onset[x]")
+    )
     if start is None:
         raise MissingDate("Condition.onset[x]")
     end = to_datetime(condition.abatementDateTime)

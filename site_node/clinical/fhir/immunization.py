@@ -12,7 +12,7 @@ def map_immunization(immunization: Any, ctx: MapContext, out: Mapped) -> None:
     """Fill ``out`` with the DRUG_EXPOSURE row of an Immunization (one day, quantity 1)."""
     out.patient_key = ctx.patient_key(immunization.patient)
     when = to_datetime(immunization.occurrenceDateTime) or to_datetime(immunization.recorded)
-    when = when or ctx.encounter_start(immunization.encounter)
+    when = when or ctx.encounter_start(immunization.encounter, "Immunization.occurrence[x]")
     if when is None:
         raise MissingDate("Immunization.occurrence[x]")
     match, code = ctx.code(immunization.vaccineCode)

@@ -73,6 +73,7 @@ class IngestSummary:
     resources_read: int = 0
     unchanged: int = 0
     replaced: int = 0
+    dated_by_visit: int = 0
     persons: int = 0
     rows: Counter[str] = field(default_factory=Counter)
     not_mapped_types: Counter[str] = field(default_factory=Counter)
@@ -101,6 +102,7 @@ class IngestSummary:
             "resources_read": self.resources_read,
             "unchanged": self.unchanged,
             "replaced": self.replaced,
+            "dated_by_visit": self.dated_by_visit,
             "persons": self.persons,
             "rows": dict(self.rows),
             "not_mapped_types": dict(self.not_mapped_types),
@@ -344,8 +346,9 @@ def _drain(
         outcome = writer.write(result.mapped)
         summary.unchanged += outcome.unchanged
         summary.replaced += outcome.replaced
+        summary.dated_by_visit += outcome.dated_by_visit
         summary.rows.update(outcome.rows)
-        written = {id(m) for m in result.mapped} - {id(m) for m in outcome.unresolved}
+        written = {id(m) for m in result.mapped} - {id(m) for m in outcome.unresolved + outcome.undated}
         for item in result.mapped:
             if id(item) in written:
                 summary.unmapped_codes.update(f"{v}|{c}" for v, c in item.unmapped)
@@ -354,11 +357,15 @@ def _drain(
             Quarantined(0, "unknown_patient", f"{m.resource_type}.subject") for m in outcome.unresolved
         ]
         unresolved_in_file[result.file_index] += len(unresolved)
-        for bad in result.quarantined + unresolved:
+        undated = [
+            Quarantined(m.position, "missing_date", m.visit_dated[1] if m.visit_dated else None, m.raw)
+            for m in outcome.undated
+        ]
+        for bad in result.quarantined + undated + unresolved:
             summary.quarantined[bad.reason] += 1
             if bad.field:
                 summary.quarantined_fields[bad.field] += 1
-        quarantine.add(src, result.quarantined)
+        quarantine.add(src, result.quarantined + undated)
         _record_reid(site, pz, outcome.new_patients)
         if result.last and not unresolved_in_file[result.file_index]:
             _journal(site, pz, src)

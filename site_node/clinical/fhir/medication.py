@@ -67,7 +67,7 @@ def map_medication_request(request: Any, ctx: MapContext, out: Mapped) -> None:
         MissingDate: no start date (field ``MedicationRequest.authoredOn``).
     """
     out.patient_key = ctx.patient_key(request.subject)
-    start = request_start(request) or ctx.encounter_start(request.encounter)
+    start = request_start(request) or ctx.encounter_start(request.encounter, "MedicationRequest.authoredOn")
     if start is None:
         raise MissingDate("MedicationRequest.authoredOn")
     end = None
@@ -108,7 +108,7 @@ def map_medication_statement(statement: Any, ctx: MapContext, out: Mapped) -> No
     out.patient_key = ctx.patient_key(statement.subject)
     start, end = period_bounds(statement.effectivePeriod)
     start = to_datetime(statement.effectiveDateTime) or start or to_datetime(statement.dateAsserted)
-    start = start or ctx.encounter_start(statement.context)
+    start = start or ctx.encounter_start(statement.context, "MedicationStatement.effective[x]")
     if start is None:
         raise MissingDate("MedicationStatement.effective[x]")
     end = end or start

@@ -99,7 +99,7 @@ def map_observation(observation: Any, ctx: MapContext, out: Mapped) -> None:
     out.patient_key = ctx.patient_key(observation.subject)
     when = to_datetime(observation.effectiveDateTime) or period_bounds(observation.effectivePeriod)[0]
     when = when or to_datetime(observation.effectiveInstant) or to_datetime(observation.issued)
-    when = when or ctx.encounter_start(observation.encounter)
+    when = when or ctx.encounter_start(observation.encounter, "Observation.effective[x]")
     if when is None:
         raise MissingDate("Observation.effective[x]")
     ref = f"Observation/{observation.id}"

@@ -11,7 +11,11 @@ def map_procedure(procedure: Any, ctx: MapContext, out: Mapped) -> None:
     """Fill ``out`` with the PROCEDURE_OCCURRENCE row of a Procedure (performed date or period)."""
     out.patient_key = ctx.patient_key(procedure.subject)
     start, end = period_bounds(procedure.performedPeriod)
-    start = to_datetime(procedure.performedDateTime) or start or ctx.encounter_start(procedure.encounter)
+    start = (
+        to_datetime(procedure.performedDateTime)
+        or start
+        or ctx.encounter_start(procedure.encounter, "Procedure.performed[x]")
+    )
     if start is None:
         raise MissingDate("Procedure.performed[x]")
     match, code = ctx.code(procedure.code)

@@ -285,9 +285,10 @@ class FhirWorker:
         def quarantine(reason: str, where: str | None) -> None:
             result.quarantined.append(Quarantined(position, reason, where, raw))
 
-        ctx.unmapped.clear()  # the per-record lists start empty for every record (one place)
+        ctx.unmapped.clear()  # the per-record state starts empty for every record (one place)
         ctx.codes.clear()
         ctx.invalid.clear()
+        ctx.visit_dated = None
 
         rtype = obj.get("resourceType") if isinstance(obj, dict) else None
         if not isinstance(rtype, str) or not rtype:
@@ -325,6 +326,8 @@ class FhirWorker:
         out.unmapped = list(ctx.unmapped)
         out.codes = {k: list(v) for k, v in ctx.codes.items()}
         out.invalid = list(ctx.invalid)
+        if ctx.visit_dated is not None:  # dated by its visit: the writer may still set it aside
+            out.visit_dated, out.position, out.raw = ctx.visit_dated, position, raw
         result.mapped.append(out)
         return None
 

@@ -15,7 +15,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Date, DateTime, Engine, String, delete, select
 
 from common.crypto import Pseudonymizer, open_sealed, seal
-from site_node.clinical.fhir.base import Mapped, PatientInfo
+from site_node.clinical.fhir.base import VISIT_START, VISIT_START_DAY, Mapped, PatientInfo
 from site_node.clinical.omop.observation_period import refresh_observation_periods
 from site_node.clinical.omop.schema import CDM_TABLES, clinical_patient, clinical_source
 from site_node.clinical.omop.spec import primary_key
@@ -156,6 +156,8 @@ class WriteOutcome:
     withdrawn: int = 0
     unresolved: list[Mapped] = field(default_factory=list)
     new_patients: list[PatientInfo] = field(default_factory=list)
+    dated_by_visit: int = 0
+    undated: list[Mapped] = field(default_factory=list)  # dated by a visit the site does not have
 
 
 class _Union:
@@ -245,6 +247,9 @@ class OmopWriter:
                 pending_patients[info.patient_key] = (info, person)
             item.rows = [(table, as_list(table, row)) for table, row in item.rows]
             by_source[item.source_key] = item
+        dated = [item for item in by_source.values() if item.visit_dated is not None]
+        if dated:
+            self._date_by_visits(dated, by_source, new_patients, outcome)
         visit_key = TABLES["visit_occurrence"].key
         new_visits = {
             row[visit_key]  # type: ignore[index]  # rows are lists from here on
@@ -315,6 +320,69 @@ class OmopWriter:
         self.visits.update(new_visits)
         self.sources.update({row[0]: row[3] for row in source_rows})
         return outcome
+
+    def _person(self, new_patients: dict[str, Person], item: Mapped) -> Person | None:
+        ref = item.patient_key or ""
+        return new_patients.get(ref) or self.patients.get(ref)
+
+    def _date_by_visits(
+        self,
+        dated: list[Mapped],
+        by_source: dict[str, Mapped],
+        new_patients: dict[str, Person],
+        outcome: WriteOutcome,
+    ) -> None:
+        """Give records dated by their visit (:data:`VISIT_START`) the start of that visit.
+
+        The visit is looked up among this chunk's rows, then in the database; it must belong to
+        the record's own person. Records whose visit is not found are taken out of ``by_source``
+        into ``outcome.undated``; records of an unknown patient are left for the main loop.
+        """
+        info = TABLES["visit_occurrence"]
+        start_at, day_at = info.position["visit_start_datetime"], info.position["visit_start_date"]
+        wanted = {item.visit_dated[0] for item in dated if item.visit_dated is not None}
+        starts: dict[int, tuple[int, dt.datetime]] = {}  # visit id -> (person_id, shifted start)
+        for item in by_source.values():
+            for table, listed in item.rows:
+                row = cast(list[Any], listed)
+                if table != "visit_occurrence" or row[info.key] not in wanted:
+                    continue
+                person = self._person(new_patients, item)
+                start = row[start_at] or dt.datetime.combine(row[day_at], dt.time())
+                if person is not None:
+                    starts[row[info.key]] = (person.person_id, start + dt.timedelta(days=person.offset))
+        missing = sorted(wanted - starts.keys())
+        if missing:
+            visit = CDM_TABLES["visit_occurrence"]
+            columns = (visit.c.visit_occurrence_id, visit.c.person_id)
+            with self.engine.connect() as conn:
+                for part in _chunks(missing):
+                    query = select(*columns, visit.c.visit_start_date, visit.c.visit_start_datetime)
+                    for visit_id, person_id, day, stamp in conn.execute(
+                        query.where(visit.c.visit_occurrence_id.in_(part))
+                    ):
+                        starts[visit_id] = (person_id, stamp or dt.datetime.combine(day, dt.time()))
+        for item in dated:
+            assert item.visit_dated is not None
+            person = self._person(new_patients, item)
+            if person is None:
+                continue  # an unknown patient: unresolved in the main loop
+            found = starts.get(item.visit_dated[0])
+            if found is None or found[0] != person.person_id:
+                outcome.undated.append(item)
+                del by_source[item.source_key]
+                continue
+            # back to the record's own (unshifted) time line: its rows are shifted with the rest
+            start = found[1] - dt.timedelta(days=person.offset)
+            for table, listed in item.rows:
+                row = cast(list[Any], listed)
+                for index in TABLES[table].dates:
+                    value = row[index]
+                    if type(value) is dt.datetime and value == VISIT_START:
+                        row[index] = start
+                    elif type(value) is dt.date and value == VISIT_START_DAY:
+                        row[index] = start.date()
+            outcome.dated_by_visit += 1
 
     @staticmethod
     def _prepare(

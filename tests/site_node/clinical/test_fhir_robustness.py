@@ -507,3 +507,83 @@ def test_integers_beyond_64_bits_give_the_same_rows_as_json_loads(sqlite_home: P
     summary = _ingest(sqlite_home, {"x.ndjson": [patient("p1", "MRN-1"), quantity, integer]})
     assert summary["quarantined"]["by_field"] == {"Observation.valueInteger": 1}
     assert [r["value_as_number"] for r in _rows(sqlite_home, "measurement")] == [float(huge)]
+
+
+def _encounter(eid: str, pid: str, start: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Encounter",
+        "id": eid,
+        "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+        "subject": {"reference": f"Patient/{pid}"},
+        "period": {"start": start, "end": start},
+    }
+
+
+def _undated_condition(cid: str, pid: str, eid: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Condition",
+        "id": cid,
+        "subject": {"reference": f"Patient/{pid}"},
+        "encounter": {"reference": f"Encounter/{eid}"},
+        "code": {"coding": [{"system": SNOMED, "code": "44054006"}]},
+    }
+
+
+def test_undated_records_of_a_bulk_export_take_their_visit_start(sqlite_home: Path) -> None:
+    """Bulk exports (MIMIC-IV on FHIR, for one) keep Encounters in their own file and leave some
+    records undated: the writer dates them by their visit, in the same run or a later one."""
+    first = _ingest(
+        sqlite_home,
+        {
+            "Patient.ndjson": [patient("p1", "MRN-1"), patient("p2", "MRN-2")],
+            "Encounter.ndjson": [
+                _encounter("e1", "p1", "2020-03-04T10:30:00Z"),
+                _encounter("e2", "p2", "2021-01-01"),
+            ],
+            "Condition.ndjson": [
+                _undated_condition("c1", "p1", "e1"),  # its visit is in this run
+                _undated_condition("c2", "p1", "e-none"),  # no such visit: quarantined
+                _undated_condition("c3", "p1", "e2"),  # another patient's visit: quarantined
+            ],
+        },
+    )
+    assert first["rows"]["condition_occurrence"] == 1 and first["dated_by_visit"] == 1
+    assert first["quarantined"]["by_reason"] == {"missing_date": 2}
+    assert first["quarantined"]["by_field"] == {"Condition.onset[x]": 2}
+    reasons = [
+        json.loads(line)
+        for path in (sqlite_home / "quarantine").rglob("Condition.ndjson.reasons.ndjson")
+        for line in path.read_text().splitlines()
+    ]
+    assert [r["position"] for r in reasons] == [2, 3]
+    kept = [p.read_bytes() for p in (sqlite_home / "quarantine").rglob("Condition.ndjson.ndjson")]
+    assert b'"c2"' in kept[0] and b'"c3"' in kept[0]
+    visits = {v["visit_occurrence_id"]: v for v in _rows(sqlite_home, "visit_occurrence")}
+    condition = _rows(sqlite_home, "condition_occurrence")[0]
+    visit = visits[condition["visit_occurrence_id"]]
+    assert condition["condition_start_datetime"] == visit["visit_start_datetime"]
+    assert condition["condition_start_date"] == visit["visit_start_date"]
+    assert condition["condition_start_date"] != dt.date(2020, 3, 4)  # shifted like its visit
+
+    # a later export: the visit is only in the database now
+    src = sqlite_home.parent / "later"
+    write_ndjson(src / "Condition.ndjson", [_undated_condition("c4", "p2", "e2")])
+    second = ingest_fhir(open_site(sqlite_home), [src], workers=1).to_dict()
+    assert second["rows"] == {"condition_occurrence": 1} and second["dated_by_visit"] == 1
+    later = next(
+        r for r in _rows(sqlite_home, "condition_occurrence") if r["person_id"] != condition["person_id"]
+    )
+    visit = next(v for v in visits.values() if v["person_id"] == later["person_id"])
+    assert later["condition_start_date"] == visit["visit_start_date"]
+
+
+def test_visit_dated_records_in_the_worker_pool(sqlite_home: Path) -> None:
+    src = sqlite_home.parent / "in"
+    write_ndjson(src / "Patient.ndjson", [patient("p1", "MRN-1")])
+    write_ndjson(src / "Encounter.ndjson", [_encounter("e1", "p1", "2020-03-04")])
+    write_ndjson(src / "Condition.ndjson", [_undated_condition(f"c{i}", "p1", "e1") for i in range(5)])
+    summary = ingest_fhir(open_site(sqlite_home), [src], workers=2).to_dict()
+    assert summary["rows"]["condition_occurrence"] == 5 and summary["dated_by_visit"] == 5
+    days = {r["condition_start_date"] for r in _rows(sqlite_home, "condition_occurrence")}
+    assert days == {_rows(sqlite_home, "visit_occurrence")[0]["visit_start_date"]}
