@@ -50,6 +50,24 @@ def fhir(
         emit_json(summary)
     else:
         _print_counts("FHIR ingest", summary)
+        _mrn_hint(summary)
+
+
+def _mrn_hint(summary: dict[str, Any]) -> None:
+    """Tell the site admin how to fix Patients quarantined for want of an MRN (systems only)."""
+    count = summary["quarantined"]["by_reason"].get("no_mrn", 0)
+    if not count:
+        return
+    systems = summary["quarantined"]["no_mrn_identifier_systems"]
+    typer.echo(
+        f"{count} Patient(s) have no identifier recognised as the MRN; they and their records were "
+        "set aside. Set mrn_system in site.toml to the system of your MRN identifiers and run again "
+        "(files with such Patients are read again; nothing is duplicated)."
+    )
+    if systems:
+        typer.echo(
+            "  identifier systems on those Patients: " + ", ".join(f"{k} ({v})" for k, v in systems.items())
+        )
 
 
 def csv_command(

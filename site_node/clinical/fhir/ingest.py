@@ -81,6 +81,7 @@ class IngestSummary:
     quarantined: Counter[str] = field(default_factory=Counter)
     quarantined_fields: Counter[str] = field(default_factory=Counter)
     invalid_codes: Counter[str] = field(default_factory=Counter)
+    no_mrn_identifier_systems: Counter[str] = field(default_factory=Counter)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form.
@@ -116,6 +117,7 @@ class IngestSummary:
                 "total": sum(self.quarantined.values()),
                 "by_reason": dict(self.quarantined),
                 "by_field": dict(self.quarantined_fields.most_common(20)),
+                "no_mrn_identifier_systems": dict(self.no_mrn_identifier_systems.most_common(10)),
             },
         }
 
@@ -343,6 +345,7 @@ def _drain(
         summary.resources_read += result.read
         summary.unchanged += result.unchanged
         summary.not_mapped_types.update(result.skipped)
+        summary.no_mrn_identifier_systems.update(result.identifier_systems)
         outcome = writer.write(result.mapped)
         summary.unchanged += outcome.unchanged
         summary.replaced += outcome.replaced
@@ -356,7 +359,10 @@ def _drain(
         unresolved = [
             Quarantined(0, "unknown_patient", f"{m.resource_type}.subject") for m in outcome.unresolved
         ]
-        unresolved_in_file[result.file_index] += len(unresolved)
+        # patients without MRN leave the file open too: a rerun after setting mrn_system reads them
+        unresolved_in_file[result.file_index] += len(unresolved) + sum(
+            1 for q in result.quarantined if q.reason == "no_mrn"
+        )
         undated = [
             Quarantined(m.position, "missing_date", m.visit_dated[1] if m.visit_dated else None, m.raw)
             for m in outcome.undated
@@ -372,7 +378,8 @@ def _drain(
 
 
 def _journal(site: SiteContext, pz: Any, src: SourceFile) -> None:
-    """Mark a file done (files with resources whose patient is unknown stay open for a rerun).
+    """Mark a file done (a file with records of an unknown patient, or with Patients without an MRN,
+    stays open for a rerun).
 
     The file name is stored as a keyed pseudonym: export file names can carry patient names.
     """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from common.errors import InputError
@@ -10,19 +11,57 @@ from site_node.clinical.fhir.base import EHR, MapContext, Mapped, PatientInfo, p
 
 _RACE_URL = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
 _ETHNICITY_URL = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity"
-_MR = "MR"
+_MR_CODES = frozenset({"MR", "MRN"})
+_MR_TEXTS = frozenset({"mr", "mrn", "medical record number"})
+#: An identifier system shown in the ``no_mrn`` hint: an http(s) URL without long digit runs, an OID
+#: or a URN. Anything else (typed text, a URL that may embed a number) is only counted.
+_SHOWN_SYSTEM = re.compile(
+    r"(https?://[A-Za-z0-9.-]{1,100}(/[A-Za-z0-9._~-]{1,60}){0,8}/?|urn:oid:[0-9]+(\.[0-9]+){1,30}"
+    r"|urn:[a-z0-9-]{1,32}(:[A-Za-z0-9._-]{1,60}){1,6})"
+)
+_DIGIT_RUN = re.compile(r"[0-9]{5,}")
+
+
+class MissingMrn(InputError):
+    """A Patient without an identifier recognised as the MRN (``field`` is ``Patient.identifier``).
+
+    ``systems`` are the identifier systems it carries that are safe to show (see ``_SHOWN_SYSTEM``);
+    others are counted as ``(not shown)``: the hint tells the site which ``mrn_system`` to configure.
+    """
+
+    def __init__(self, systems: list[str]) -> None:
+        super().__init__("patient has no MRN identifier", field="Patient.identifier")
+        self.systems = systems
+
+
+def shown_system(system: Any) -> str:
+    """``system`` when it is safe to show in a summary, else ``(not shown)`` (``(none)`` when empty)."""
+    text = str(system or "").strip()
+    if not text:
+        return "(none)"
+    plain = text if text.startswith("urn:oid:") else _DIGIT_RUN.sub("", text)
+    return text if plain == text and _SHOWN_SYSTEM.fullmatch(text) else "(not shown)"
+
+
+def _is_mr_type(ident: Any) -> bool:
+    kind = ident.type
+    if kind is None:
+        return False
+    if any(c.code in _MR_CODES for c in kind.coding or []):
+        return True
+    return str(kind.text or "").strip().lower() in _MR_TEXTS
 
 
 def find_mrn(patient: Any, mrn_system: str | None) -> str | None:
-    """The MRN: the identifier of the configured system, else the one whose type is MR (v2-0203)."""
+    """The MRN: the identifier of the configured system, else the first one typed as a medical
+    record number (v2-0203 code ``MR``, code ``MRN``, or type text "MRN" / "Medical record number")."""
     identifiers = patient.identifier or []
     if mrn_system:
         for ident in identifiers:
             if ident.system == mrn_system and ident.value:
                 return str(ident.value).strip()
     for ident in identifiers:
-        codings = (ident.type.coding or []) if ident.type is not None else []
-        if any(c.code == _MR for c in codings) and ident.value:
+        if ident.value and _is_mr_type(ident):
             return str(ident.value).strip()
     return None
 
@@ -81,11 +120,12 @@ def map_patient(patient: Any, ctx: MapContext, out: Mapped) -> None:
     """Fill ``out`` with the PERSON (and DEATH) rows of a Patient; dates are shifted here.
 
     Raises:
-        InputError: no MRN (field ``Patient.identifier``) or no birth date (``Patient.birthDate``).
+        MissingMrn: no MRN (field ``Patient.identifier``).
+        InputError: no birth date (``Patient.birthDate``).
     """
     mrn = find_mrn(patient, ctx.mrn_system)
     if not mrn:
-        raise InputError("patient has no MRN identifier", field="Patient.identifier")
+        raise MissingMrn(sorted({shown_system(i.system) for i in patient.identifier or [] if i.value}))
     pz = ctx.pz
     offset = pz.date_offset(mrn)
     birth = birth_fields(patient.birthDate, offset)

@@ -31,7 +31,7 @@ from site_node.clinical.fhir.imaging_study import map_imaging_study
 from site_node.clinical.fhir.immunization import map_immunization
 from site_node.clinical.fhir.medication import map_medication_request, map_medication_statement
 from site_node.clinical.fhir.observation import map_observation
-from site_node.clinical.fhir.patient import map_patient
+from site_node.clinical.fhir.patient import MissingMrn, map_patient
 from site_node.clinical.fhir.procedure import map_procedure
 from site_node.clinical.fhir.writer import as_list
 from site_node.clinical.vocabulary import ConceptMapper
@@ -134,6 +134,7 @@ class ChunkResult:
     mapped: list[Mapped] = field(default_factory=list)
     quarantined: list[Quarantined] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
+    identifier_systems: Counter[str] = field(default_factory=Counter)  # of Patients without MRN
 
 
 @dataclass
@@ -318,6 +319,9 @@ class FhirWorker:
             mapper(resource, ctx, out)
         except MissingDate as exc:
             return quarantine("missing_date", exc.field)
+        except MissingMrn as exc:
+            result.identifier_systems.update(exc.systems or ["(none)"])
+            return quarantine("no_mrn", exc.field)
         except InputError as exc:
             return quarantine("not_mappable", exc.field)
         if out.patient_key is None:

@@ -228,3 +228,70 @@ def test_allergy_becomes_an_observation_with_coded_fields_only(clinical_home: Pa
     assert (row["qualifier_source_value"], row["value_source_value"]) == ("allergy", "high")
     assert row["person_id"] == _pz(clinical_home).integer_id("patient", "MRN-0001")
     assert "Quintessa" not in json.dumps(row, default=str)
+
+
+def test_patients_without_mrn_are_set_aside_until_the_site_names_its_mrn_system(
+    sqlite_home: Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    """An export whose MRNs are untyped (MIMIC-IV on FHIR, for one): the summary names the
+    identifier systems, never values; after mrn_system is set, a rerun ingests everything once."""
+    system = "http://mimic.mit.edu/fhir/mimic/identifier/patient"
+    people = []
+    for i in range(3):
+        person = patient(f"p{i}", f"MRN-{i}")
+        person["identifier"] = [
+            {"system": system, "value": f"1000003{i}"},
+            {"system": "http://example.org/people/Quintessa12345", "value": "x"},  # not shown
+        ]
+        people.append(person)
+    src = sqlite_home.parent / "in"
+    write_ndjson(src / "Patient.ndjson", people)
+    write_ndjson(
+        src / "Observation.ndjson", [observation(f"o{i}", f"p{i}", "2339-0", 5.0, "mg/dL") for i in range(3)]
+    )
+    main(["fhir", str(src), "--home", str(sqlite_home), "--workers", "1"])
+    out = capsys.readouterr().out
+    assert "3 Patient(s) have no identifier recognised as the MRN" in out
+    assert f"{system} (3)" in out and "(not shown) (3)" in out
+    assert "1000003" not in out and "Quintessa" not in out
+    assert _rows(sqlite_home, "person") == []
+
+    toml = sqlite_home / "site.toml"
+    text = toml.read_text()
+    assert "mrn_system" in text
+    toml.write_text(
+        "\n".join(
+            f'mrn_system = "{system}"' if line.startswith("mrn_system") else line
+            for line in text.splitlines()
+        )
+        + "\n"
+    )
+    main(["fhir", str(src), "--home", str(sqlite_home), "--workers", "1", "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["rows"] == {"person": 3, "measurement": 3}
+    assert summary["quarantined"]["total"] == 0 and summary["files_skipped"] == 0
+    main(["fhir", str(src), "--home", str(sqlite_home), "--workers", "1", "--json"])
+    again = json.loads(capsys.readouterr().out)
+    assert again["files_skipped"] == 2 and again["rows"] == {}
+    assert len(_rows(sqlite_home, "person")) == 3 and len(_rows(sqlite_home, "measurement")) == 3
+    person_ids = {r["person_id"] for r in _rows(sqlite_home, "person")}
+    assert person_ids == {_pz(sqlite_home).integer_id("patient", f"1000003{i}") for i in range(3)}
+
+
+def test_mrn_recognised_by_type_code_or_text() -> None:
+    from fhir.resources.R4B.patient import Patient
+
+    from site_node.clinical.fhir.patient import find_mrn, shown_system
+
+    def first(identifier: dict) -> str | None:
+        return find_mrn(Patient.model_validate({"resourceType": "Patient", "identifier": [identifier]}), None)
+
+    assert first({"value": "A1", "type": {"coding": [{"code": "MR"}]}}) == "A1"
+    assert first({"value": "A2", "type": {"coding": [{"system": "urn:x", "code": "MRN"}]}}) == "A2"
+    assert first({"value": "A3", "type": {"text": "Medical Record Number"}}) == "A3"
+    assert first({"value": "A4", "type": {"text": "SSN"}}) is None
+    assert shown_system("urn:oid:2.16.840.1.113883.19.5") == "urn:oid:2.16.840.1.113883.19.5"
+    assert shown_system("https://fhir.example-hospital.org/identifiers/mrn") != "(not shown)"
+    assert shown_system("John Smith") == "(not shown)"
+    assert shown_system("http://x.org/patients/1234567") == "(not shown)"
+    assert shown_system(None) == "(none)"
