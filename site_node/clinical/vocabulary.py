@@ -346,6 +346,11 @@ def seed_folder() -> Path:
     return Path(str(resources.files("site_node.clinical").joinpath("data", "vocabulary")))
 
 
+def seed_concepts() -> list[dict[str, Any]]:
+    """The CONCEPT rows of the shipped seed vocabulary, as column -> value."""
+    return list(_read_athena(seed_folder() / "CONCEPT.csv", "concept"))
+
+
 def load_seed(engine: Engine) -> dict[str, int]:
     """Load the shipped seed vocabulary unless concept 0 already exists (then it is a no-op)."""
     concept = cdm_table("concept")

@@ -24,6 +24,8 @@ Row = tuple[str, dict[str, Any] | list[Any]]
 EHR = 32817
 EHR_ENCOUNTER = 32827
 EHR_PRESCRIPTION = 32838
+EHR_ADMINISTRATION = 32818
+EHR_DISPENSING = 32825
 DERIVED = 32882
 #: Label of codes whose system is not a known vocabulary (the system URI is not shown).
 OTHER_SYSTEM = "other"

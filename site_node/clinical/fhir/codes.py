@@ -104,3 +104,35 @@ def route_code(system: str | None, code: str | None) -> str | None:
     if system == ROUTE_SYSTEM and _ROUTE_V3.fullmatch(code):
         return code
     return None
+
+
+#: Statuses that say a record is void or its event did not happen: it gives no OMOP row, and the
+#: rows an earlier version of it gave are removed. ``verificationStatus`` for Condition and
+#: AllergyIntolerance, ``status`` otherwise (FHIR R4 required value sets).
+VOID_STATUS: dict[str, frozenset[str]] = {
+    "Condition": frozenset({"entered-in-error", "refuted"}),
+    "AllergyIntolerance": frozenset({"entered-in-error", "refuted"}),
+    "Encounter": frozenset({"entered-in-error", "cancelled"}),
+    "Observation": frozenset({"entered-in-error", "cancelled"}),
+    "Procedure": frozenset({"entered-in-error", "not-done"}),
+    "Immunization": frozenset({"entered-in-error", "not-done"}),
+    "MedicationRequest": frozenset({"entered-in-error", "cancelled"}),
+    "MedicationStatement": frozenset({"entered-in-error", "not-taken"}),
+    "MedicationAdministration": frozenset({"entered-in-error", "not-done"}),
+    "MedicationDispense": frozenset({"entered-in-error", "cancelled", "declined"}),
+    "ImagingStudy": frozenset({"entered-in-error", "cancelled"}),
+}
+_VERIFIED = frozenset({"Condition", "AllergyIntolerance"})
+
+
+def void_status(resource_type: str, resource: object) -> str | None:
+    """The status that voids ``resource`` (one of :data:`VOID_STATUS`), else None."""
+    statuses = VOID_STATUS.get(resource_type)
+    if statuses is None:
+        return None
+    if resource_type in _VERIFIED:
+        concept = getattr(resource, "verificationStatus", None)
+        codes = [c.code for c in (getattr(concept, "coding", None) or [])]
+    else:
+        codes = [getattr(resource, "status", None)]
+    return next((str(code) for code in codes if code in statuses), None)

@@ -82,6 +82,7 @@ class IngestSummary:
     quarantined_fields: Counter[str] = field(default_factory=Counter)
     invalid_codes: Counter[str] = field(default_factory=Counter)
     no_mrn_identifier_systems: Counter[str] = field(default_factory=Counter)
+    void_records: Counter[str] = field(default_factory=Counter)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form.
@@ -107,6 +108,7 @@ class IngestSummary:
             "persons": self.persons,
             "rows": dict(self.rows),
             "not_mapped_types": dict(self.not_mapped_types),
+            "void_records": dict(self.void_records),
             "unmapped": {
                 "total": sum(self.unmapped_codes.values()),
                 "by_vocabulary": dict(vocab),
@@ -346,6 +348,7 @@ def _drain(
         summary.unchanged += result.unchanged
         summary.not_mapped_types.update(result.skipped)
         summary.no_mrn_identifier_systems.update(result.identifier_systems)
+        summary.void_records.update(result.void)
         outcome = writer.write(result.mapped)
         summary.unchanged += outcome.unchanged
         summary.replaced += outcome.replaced

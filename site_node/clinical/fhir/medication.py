@@ -1,4 +1,4 @@
-"""MedicationRequest and MedicationStatement -> DRUG_EXPOSURE.
+"""MedicationRequest, MedicationStatement, MedicationAdministration, MedicationDispense -> DRUG_EXPOSURE.
 
 Dosage free text (``sig``) and notes are not copied. A medication given by reference is followed to
 a contained Medication (``#id``), to a Medication in the same Bundle, or to a Medication of the same
@@ -7,10 +7,13 @@ export (``Medication/<id>``, indexed before the run); otherwise it maps to conce
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from site_node.clinical.fhir.base import (
     EHR,
+    EHR_ADMINISTRATION,
+    EHR_DISPENSING,
     EHR_PRESCRIPTION,
     MapContext,
     Mapped,
@@ -20,6 +23,7 @@ from site_node.clinical.fhir.base import (
     quantity_value,
     to_datetime,
 )
+from site_node.clinical.fhir.codes import route_code
 
 
 def _referenced_code(ctx: MapContext, resource: Any) -> Any:
@@ -127,6 +131,92 @@ def map_medication_statement(statement: Any, ctx: MapContext, out: Mapped) -> No
                 "visit_occurrence_id": ctx.visit_id(statement.context),
                 "drug_source_value": code,
                 "drug_source_concept_id": source_id,
+            },
+        )
+    )
+
+
+def _route(dosage: Any) -> str | None:
+    route = getattr(dosage, "route", None) if dosage is not None else None
+    if route is None or not route.coding:
+        return None
+    return route_code(route.coding[0].system, route.coding[0].code)
+
+
+def map_medication_administration(administration: Any, ctx: MapContext, out: Mapped) -> None:
+    """Fill ``out`` with the DRUG_EXPOSURE row of a MedicationAdministration (type 32818, EHR
+    administration record): effective date or period, the dose as quantity, the route code.
+
+    Raises:
+        MissingDate: no effective[x] (field ``MedicationAdministration.effective[x]``).
+    """
+    out.patient_key = ctx.patient_key(administration.subject)
+    start, end = period_bounds(administration.effectivePeriod)
+    start = to_datetime(administration.effectiveDateTime) or start
+    start = start or ctx.encounter_start(administration.context, "MedicationAdministration.effective[x]")
+    if start is None:
+        raise MissingDate("MedicationAdministration.effective[x]")
+    end = end or start
+    dosage = administration.dosage
+    concept_id, source_id, code = _drug(ctx, administration)
+    out.rows.append(
+        (
+            "drug_exposure",
+            {
+                "drug_exposure_id": ctx.row_id(
+                    "drug_exposure", f"MedicationAdministration/{administration.id}"
+                ),
+                "drug_concept_id": concept_id,
+                "drug_exposure_start_date": day(start),
+                "drug_exposure_start_datetime": start,
+                "drug_exposure_end_date": day(end),
+                "drug_exposure_end_datetime": end,
+                "drug_type_concept_id": EHR_ADMINISTRATION,
+                "quantity": quantity_value(dosage.dose) if dosage is not None else None,
+                "visit_occurrence_id": ctx.visit_id(administration.context),
+                "drug_source_value": code,
+                "drug_source_concept_id": source_id,
+                "route_source_value": _route(dosage),
+            },
+        )
+    )
+
+
+def map_medication_dispense(dispense: Any, ctx: MapContext, out: Mapped) -> None:
+    """Fill ``out`` with the DRUG_EXPOSURE row of a MedicationDispense (type 32825, EHR dispensing
+    record): handed over (else prepared) on the start date; with a days supply of N days the
+    exposure ends N - 1 days later, else the same day.
+
+    Raises:
+        MissingDate: neither whenHandedOver nor whenPrepared (field ``MedicationDispense.whenHandedOver``).
+    """
+    out.patient_key = ctx.patient_key(dispense.subject)
+    start = to_datetime(dispense.whenHandedOver) or to_datetime(dispense.whenPrepared)
+    start = start or ctx.encounter_start(dispense.context, "MedicationDispense.whenHandedOver")
+    if start is None:
+        raise MissingDate("MedicationDispense.whenHandedOver")
+    supply = quantity_value(dispense.daysSupply)
+    days_supply = int(supply) if supply is not None and 0 < supply < 100_000 else None
+    end = start + dt.timedelta(days=days_supply - 1) if days_supply else start
+    instructions = dispense.dosageInstruction or []
+    concept_id, source_id, code = _drug(ctx, dispense)
+    out.rows.append(
+        (
+            "drug_exposure",
+            {
+                "drug_exposure_id": ctx.row_id("drug_exposure", f"MedicationDispense/{dispense.id}"),
+                "drug_concept_id": concept_id,
+                "drug_exposure_start_date": day(start),
+                "drug_exposure_start_datetime": start,
+                "drug_exposure_end_date": day(end),
+                "drug_exposure_end_datetime": end,
+                "drug_type_concept_id": EHR_DISPENSING,
+                "quantity": quantity_value(dispense.quantity),
+                "days_supply": days_supply,
+                "visit_occurrence_id": ctx.visit_id(dispense.context),
+                "drug_source_value": code,
+                "drug_source_concept_id": source_id,
+                "route_source_value": _route(instructions[0]) if instructions else None,
             },
         )
     )

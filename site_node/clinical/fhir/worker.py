@@ -25,11 +25,17 @@ from common.crypto import Pseudonymizer, sha256_hex
 from common.errors import InputError
 from site_node.clinical.fhir.allergy import map_allergy
 from site_node.clinical.fhir.base import MapContext, Mapped, MissingDate, source_key, to_datetime
+from site_node.clinical.fhir.codes import void_status
 from site_node.clinical.fhir.condition import map_condition
 from site_node.clinical.fhir.encounter import map_encounter
 from site_node.clinical.fhir.imaging_study import map_imaging_study
 from site_node.clinical.fhir.immunization import map_immunization
-from site_node.clinical.fhir.medication import map_medication_request, map_medication_statement
+from site_node.clinical.fhir.medication import (
+    map_medication_administration,
+    map_medication_dispense,
+    map_medication_request,
+    map_medication_statement,
+)
 from site_node.clinical.fhir.observation import map_observation
 from site_node.clinical.fhir.patient import MissingMrn, map_patient
 from site_node.clinical.fhir.procedure import map_procedure
@@ -44,6 +50,8 @@ MAPPERS: dict[str, Callable[[Any, MapContext, Mapped], None]] = {
     "Procedure": map_procedure,
     "MedicationRequest": map_medication_request,
     "MedicationStatement": map_medication_statement,
+    "MedicationAdministration": map_medication_administration,
+    "MedicationDispense": map_medication_dispense,
     "Immunization": map_immunization,
     "ImagingStudy": map_imaging_study,
     "AllergyIntolerance": map_allergy,
@@ -135,6 +143,7 @@ class ChunkResult:
     quarantined: list[Quarantined] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
     identifier_systems: Counter[str] = field(default_factory=Counter)  # of Patients without MRN
+    void: Counter[str] = field(default_factory=Counter)  # "Type:status" of records that give no row
 
 
 @dataclass
@@ -315,6 +324,15 @@ class FhirWorker:
         if not resource_id:
             return quarantine("missing_id", f"{rtype}.id")
         out = Mapped(rtype, source_key(self.pz, f"{rtype}/{resource_id}"), sha)
+        void = void_status(rtype, resource)
+        if void is not None:  # no row; written all the same, so rows of an earlier version go
+            result.void[f"{rtype}:{void}"] += 1
+            out.patient_key = ctx.patient_key(
+                getattr(resource, "subject", None) or getattr(resource, "patient", None)
+            )
+            if out.patient_key is not None:
+                result.mapped.append(out)
+            return None
         try:
             mapper(resource, ctx, out)
         except MissingDate as exc:
