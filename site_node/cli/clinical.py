@@ -51,6 +51,19 @@ def fhir(
     else:
         _print_counts("FHIR ingest", summary)
         _mrn_hint(summary)
+        _fallback_note(summary)
+
+
+def _fallback_note(summary: dict[str, Any]) -> None:
+    """Say when Patients were keyed by a fallback identifier (the site has no mrn_system)."""
+    keyed = summary["patients_keyed_by"]
+    fallback = keyed.get("identifier", 0) + keyed.get("resource_id", 0)
+    if fallback:
+        typer.echo(
+            f"{fallback} Patient(s) were keyed by their first record number or FHIR id, not a "
+            "recognised MRN. Their DICOM images join only if the DICOM PatientID is that same value; "
+            "set mrn_system in site.toml to name the MRN system."
+        )
 
 
 def _mrn_hint(summary: dict[str, Any]) -> None:

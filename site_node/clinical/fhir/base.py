@@ -198,6 +198,7 @@ class Mapped:
     visit_dated: tuple[int, str] | None = None
     position: int = 0
     raw: bytes = b""
+    keyed_by: str = ""  # Patients: the rule of patient_id_of that found the identifier
 
 
 def source_key(pz: Pseudonymizer, ref: str) -> str:

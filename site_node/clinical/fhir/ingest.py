@@ -83,6 +83,7 @@ class IngestSummary:
     invalid_codes: Counter[str] = field(default_factory=Counter)
     no_mrn_identifier_systems: Counter[str] = field(default_factory=Counter)
     void_records: Counter[str] = field(default_factory=Counter)
+    patients_keyed_by: Counter[str] = field(default_factory=Counter)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form.
@@ -106,6 +107,7 @@ class IngestSummary:
             "replaced": self.replaced,
             "dated_by_visit": self.dated_by_visit,
             "persons": self.persons,
+            "patients_keyed_by": dict(self.patients_keyed_by),
             "rows": dict(self.rows),
             "not_mapped_types": dict(self.not_mapped_types),
             "void_records": dict(self.void_records),
@@ -145,6 +147,10 @@ def discover(sources: Iterable[Path], ignored: Counter[str] | None = None) -> li
                     ignored["files"] += 1
                 continue
             kind = "ndjson" if path.name.lower().endswith(_NDJSON) else "json"
+            if not _maybe_fhir(path, kind):  # a bulk-export log or manifest, a generator's metadata
+                if ignored is not None:
+                    ignored["files"] += 1
+                continue
             name = str(path.relative_to(src)) if src.is_dir() else path.name
             found.append(SourceFile(path, name, kind, _first_type(path) if kind == "ndjson" else None))
     found.sort(key=lambda f: (f.kind != "ndjson", priority(f.resource_type), f.name))
@@ -161,6 +167,30 @@ def read_source(path: Path) -> bytes:
     with _open(path) as handle:
         data: bytes = handle.read()
     return data
+
+
+def _maybe_fhir(path: Path, kind: str) -> bool:
+    """False for a file that holds no FHIR resource: an ndjson file whose first line is a JSON object
+    without ``resourceType``, a ``.json`` file that never says ``"resourceType"``. Bulk-data exports
+    put their manifest and log beside the resource files; generators add metadata files.
+
+    Anything unreadable or not parseable is left to the ingest, which quarantines it.
+    """
+    try:
+        if kind == "ndjson":
+            with _open(path) as handle:
+                first = b""
+                while not first.strip():
+                    line = handle.readline(1 << 20)
+                    if not line:
+                        return True
+                    first = line
+            obj = parse_json(first)
+        else:  # every FHIR JSON document names a resourceType somewhere
+            return b'"resourceType"' in read_source(path)
+    except (*_READ_ERRORS, ValueError):
+        return True
+    return not (isinstance(obj, dict) and "resourceType" not in obj)
 
 
 def _first_type(path: Path) -> str | None:
@@ -359,6 +389,8 @@ def _drain(
             if id(item) in written:
                 summary.unmapped_codes.update(f"{v}|{c}" for v, c in item.unmapped)
                 summary.invalid_codes.update(item.invalid)
+                if item.keyed_by:
+                    summary.patients_keyed_by[item.keyed_by] += 1
         unresolved = [
             Quarantined(0, "unknown_patient", f"{m.resource_type}.subject") for m in outcome.unresolved
         ]

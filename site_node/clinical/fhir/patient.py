@@ -43,27 +43,94 @@ def shown_system(system: Any) -> str:
     return text if plain == text and _SHOWN_SYSTEM.fullmatch(text) else "(not shown)"
 
 
-def _is_mr_type(ident: Any) -> bool:
+def _type_codes(ident: Any) -> set[str]:
     kind = ident.type
-    if kind is None:
-        return False
-    if any(c.code in _MR_CODES for c in kind.coding or []):
+    return {str(c.code) for c in (kind.coding or []) if c.code} if kind is not None else set()
+
+
+def _is_mr_type(ident: Any) -> bool:
+    if _type_codes(ident) & _MR_CODES:
         return True
-    return str(kind.text or "").strip().lower() in _MR_TEXTS
+    kind = ident.type
+    return kind is not None and str(kind.text or "").strip().lower() in _MR_TEXTS
+
+
+#: v2-0203 identifier types that are never the hospital's record number (national ids, licences,
+#: insurance and account numbers, ...): the fallback key never takes them.
+_NOT_RECORD_TYPES = frozenset(
+    "SS SB NI NH DL PPN TAX MA MC MB MCN MCD SN AN ACSN BRN DR NPI PRN EN CZ PEN WC".split()
+)
+_NOT_RECORD_TEXTS = (
+    "ssn",
+    "social security",
+    "passport",
+    "driver",
+    "licen",
+    "insurance",
+    "medicare",
+    "medicaid",
+)
+#: Identifier systems of national or insurance numbers (US SSN, Medicare, passports, licences).
+_NOT_RECORD_SYSTEMS = (
+    "http://hl7.org/fhir/sid/us-ssn",
+    "urn:oid:2.16.840.1.113883.4.1",
+    "http://hl7.org/fhir/sid/us-medicare",
+    "http://hl7.org/fhir/sid/us-mbi",
+    "http://hl7.org/fhir/sid/passport",
+    "urn:oid:2.16.840.1.113883.4.3.",  # US driver's licences, per state
+)
+
+
+def _record_number(ident: Any) -> bool:
+    """True for an identifier that may stand in for the MRN (no national/insurance number)."""
+    if not ident.value or not str(ident.value).strip() or str(ident.use or "") in ("old", "temp"):
+        return False
+    if str(ident.system or "").startswith(_NOT_RECORD_SYSTEMS):
+        return False
+    text = str(ident.type.text or "").lower() if ident.type is not None else ""
+    if any(word in text for word in _NOT_RECORD_TEXTS):
+        return False
+    return not (_type_codes(ident) & _NOT_RECORD_TYPES)
 
 
 def find_mrn(patient: Any, mrn_system: str | None) -> str | None:
-    """The MRN: the identifier of the configured system, else the first one typed as a medical
-    record number (v2-0203 code ``MR``, code ``MRN``, or type text "MRN" / "Medical record number")."""
+    """The identifier that keys a patient (see :func:`patient_id_of`), None when there is none."""
+    return patient_id_of(patient, mrn_system)[0]
+
+
+def patient_id_of(patient: Any, mrn_system: str | None) -> tuple[str | None, str]:
+    """The identifier that keys a patient (pseudonym, person_id, date offset) and the rule that found it.
+
+    1. ``mrn_system``: the identifier of the site's configured MRN system;
+    2. ``mr_type``: the first identifier typed as a medical record number (v2-0203 code ``MR``,
+       code ``MRN``, or type text "MRN" / "Medical record number").
+
+    A site that has not named its MRN system also takes, so that the export of another EHR or
+    generator is not set aside whole:
+
+    3. ``identifier``: the first identifier that is not a national, insurance, licence or account
+       number (by v2-0203 type or system) and not ``old`` / ``temp``;
+    4. ``resource_id``: the Patient's FHIR id.
+
+    Returns:
+        The identifier value (None when a site with ``mrn_system`` finds none) and the rule's name.
+    """
     identifiers = patient.identifier or []
     if mrn_system:
         for ident in identifiers:
             if ident.system == mrn_system and ident.value:
-                return str(ident.value).strip()
+                return str(ident.value).strip(), "mrn_system"
     for ident in identifiers:
         if ident.value and _is_mr_type(ident):
-            return str(ident.value).strip()
-    return None
+            return str(ident.value).strip(), "mr_type"
+    if mrn_system:
+        return None, ""
+    for ident in identifiers:
+        if _record_number(ident):
+            return str(ident.value).strip(), "identifier"
+    if patient.id:
+        return str(patient.id), "resource_id"
+    return None, ""
 
 
 def _omb_code(patient: Any, url: str) -> str | None:
@@ -123,7 +190,8 @@ def map_patient(patient: Any, ctx: MapContext, out: Mapped) -> None:
         MissingMrn: no MRN (field ``Patient.identifier``).
         InputError: no birth date (``Patient.birthDate``).
     """
-    mrn = find_mrn(patient, ctx.mrn_system)
+    mrn, keyed_by = patient_id_of(patient, ctx.mrn_system)
+    out.keyed_by = keyed_by
     if not mrn:
         raise MissingMrn(sorted({shown_system(i.system) for i in patient.identifier or [] if i.value}))
     pz = ctx.pz

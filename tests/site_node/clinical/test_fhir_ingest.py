@@ -6,6 +6,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from common.crypto import Pseudonymizer, load_key
@@ -278,20 +279,96 @@ def test_patients_without_mrn_are_set_aside_until_the_site_names_its_mrn_system(
     assert person_ids == {_pz(sqlite_home).integer_id("patient", f"1000003{i}") for i in range(3)}
 
 
-def test_mrn_recognised_by_type_code_or_text() -> None:
+SSN_SYSTEM = "http://hl7.org/fhir/sid/us-ssn"
+
+
+@pytest.mark.parametrize(
+    ("identifiers", "configured", "expected"),
+    [
+        ([{"value": "A1", "type": {"coding": [{"code": "MR"}]}}], None, ("A1", "mr_type")),
+        (
+            [{"value": "A2", "type": {"coding": [{"system": "urn:x", "code": "MRN"}]}}],
+            None,
+            ("A2", "mr_type"),
+        ),
+        ([{"value": "A3", "type": {"text": "Medical Record Number"}}], None, ("A3", "mr_type")),
+        (
+            [{"system": "urn:mrn", "value": "A4"}, {"value": "B", "type": {"coding": [{"code": "MR"}]}}],
+            "urn:mrn",
+            ("A4", "mrn_system"),
+        ),
+        # a site that named its MRN system takes nothing else
+        ([{"system": "urn:other", "value": "A5"}], "urn:mrn", (None, "")),
+        # no MRN, site without mrn_system: the first record number, never a national/insurance id
+        (
+            [
+                {"system": SSN_SYSTEM, "value": "999-12-3456"},
+                {"value": "X1", "type": {"text": "SSN"}},
+                {"value": "X2", "type": {"coding": [{"code": "DL"}]}},
+                {"value": "X3", "use": "old"},
+                {"system": "http://mimic.mit.edu/fhir/mimic/identifier/patient", "value": "10000032"},
+            ],
+            None,
+            ("10000032", "identifier"),
+        ),
+        ([{"system": SSN_SYSTEM, "value": "999-12-3456"}], None, ("pid-1", "resource_id")),
+        ([], None, ("pid-1", "resource_id")),
+    ],
+)
+def test_which_identifier_keys_a_patient(identifiers: list, configured: str | None, expected: tuple) -> None:
     from fhir.resources.R4B.patient import Patient
 
-    from site_node.clinical.fhir.patient import find_mrn, shown_system
+    from site_node.clinical.fhir.patient import patient_id_of
 
-    def first(identifier: dict) -> str | None:
-        return find_mrn(Patient.model_validate({"resourceType": "Patient", "identifier": [identifier]}), None)
+    resource = Patient.model_validate({"resourceType": "Patient", "id": "pid-1", "identifier": identifiers})
+    assert patient_id_of(resource, configured) == expected
 
-    assert first({"value": "A1", "type": {"coding": [{"code": "MR"}]}}) == "A1"
-    assert first({"value": "A2", "type": {"coding": [{"system": "urn:x", "code": "MRN"}]}}) == "A2"
-    assert first({"value": "A3", "type": {"text": "Medical Record Number"}}) == "A3"
-    assert first({"value": "A4", "type": {"text": "SSN"}}) is None
+
+def test_shown_identifier_systems() -> None:
+    from site_node.clinical.fhir.patient import shown_system
+
     assert shown_system("urn:oid:2.16.840.1.113883.19.5") == "urn:oid:2.16.840.1.113883.19.5"
     assert shown_system("https://fhir.example-hospital.org/identifiers/mrn") != "(not shown)"
     assert shown_system("John Smith") == "(not shown)"
     assert shown_system("http://x.org/patients/1234567") == "(not shown)"
     assert shown_system(None) == "(none)"
+
+
+def test_export_without_mrns_is_keyed_by_record_numbers_when_no_mrn_system_is_set(
+    tmp_path: Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    from site_node.home import init_home
+
+    home = tmp_path / "site"
+    init_home(home, "site-b")  # no --mrn-system
+    people = []
+    for i in range(2):
+        person = patient(f"p{i}", f"MRN-{i}")
+        person["identifier"] = [
+            {"system": "urn:uuid:6f2a1d3e-9c47-5b8a-a1f0-2d4e6c8b0a17", "value": f"F8EF1E4{i}"}
+        ]
+        people.append(person)
+    src = tmp_path / "in"
+    write_ndjson(src / "Patient.ndjson", people)
+    write_ndjson(
+        src / "Observation.ndjson", [observation(f"o{i}", f"p{i}", "2339-0", 5.0, "mg/dL") for i in range(2)]
+    )
+    main(["fhir", str(src), "--home", str(home), "--workers", "1"])
+    out = capsys.readouterr().out
+    assert "patients_keyed_by: identifier=2" in out and "2 Patient(s) were keyed by" in out
+    rows = _rows(home, "person")
+    assert {r["person_id"] for r in rows} == {
+        _pz(home).integer_id("patient", f"F8EF1E4{i}") for i in range(2)
+    }
+    assert len(_rows(home, "measurement")) == 2
+
+
+def test_files_that_are_not_fhir_are_ignored(sqlite_home: Path) -> None:
+    src = sqlite_home.parent / "in"
+    write_ndjson(src / "Patient.ndjson", [patient("p1", "MRN-1")])
+    (src / "manifest.json").write_text(json.dumps({"transactionTime": "2024-01-01T00:00:00Z", "output": []}))
+    (src / "log.ndjson").write_text(json.dumps({"exportId": "x", "eventId": "kickoff"}) + "\n")
+    (src / "broken.json").write_text('{"resourceType": "Patient", ')  # FHIR, but broken: quarantined
+    summary = ingest_fhir(open_site(sqlite_home), [src], workers=1)
+    assert summary.files_ignored == 2 and summary.rows["person"] == 1
+    assert summary.quarantined == {"malformed_json": 1}
