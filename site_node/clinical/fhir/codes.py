@@ -121,6 +121,7 @@ VOID_STATUS: dict[str, frozenset[str]] = {
     "MedicationAdministration": frozenset({"entered-in-error", "not-done"}),
     "MedicationDispense": frozenset({"entered-in-error", "cancelled", "declined"}),
     "ImagingStudy": frozenset({"entered-in-error", "cancelled"}),
+    "Specimen": frozenset({"entered-in-error"}),
 }
 _VERIFIED = frozenset({"Condition", "AllergyIntolerance"})
 

@@ -28,7 +28,7 @@ _UCUM_SYSTEM = "http://unitsofmeasure.org"
 OPERATORS = {"<": 4171756, "<=": 4171754, ">=": 4171755, ">": 4172704}
 
 
-def _unit(quantity: Any) -> str | None:
+def unit_of(quantity: Any) -> str | None:
     """The unit to keep: the UCUM code, else the unit text when it is a well-formed unit (never free text)."""
     code = quantity.code if quantity.system in (None, _UCUM_SYSTEM) else None
     for candidate in (code, quantity.unit):
@@ -47,7 +47,7 @@ def _value(ctx: MapContext, holder: Any) -> dict[str, Any]:
     quantity = holder.valueQuantity
     if quantity is not None:
         out["value_as_number"] = quantity_value(quantity)
-        unit = _unit(quantity)
+        unit = unit_of(quantity)
         out["unit_source_value"] = unit
         out["unit_concept_id"] = ctx.concepts.lookup("UCUM", unit).concept_id if unit else 0
         if quantity.comparator in OPERATORS and out["value_as_number"] is not None:

@@ -39,6 +39,7 @@ from site_node.clinical.fhir.medication import (
 from site_node.clinical.fhir.observation import map_observation
 from site_node.clinical.fhir.patient import MissingMrn, map_patient
 from site_node.clinical.fhir.procedure import map_procedure
+from site_node.clinical.fhir.specimen import map_specimen
 from site_node.clinical.fhir.writer import as_list
 from site_node.clinical.vocabulary import ConceptMapper
 
@@ -55,6 +56,7 @@ MAPPERS: dict[str, Callable[[Any, MapContext, Mapped], None]] = {
     "Immunization": map_immunization,
     "ImagingStudy": map_imaging_study,
     "AllergyIntolerance": map_allergy,
+    "Specimen": map_specimen,
 }
 #: Writers resolve references in this order (patients, then visits, then events).
 PRIORITY = {"Patient": 0, "Encounter": 1, "ImagingStudy": 3}

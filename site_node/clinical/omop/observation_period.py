@@ -1,7 +1,8 @@
 """OBSERVATION_PERIOD derived from each person's events (first to last event date).
 
 Per the OMOP conventions for EHR data: one period per person from the earliest to the latest
-clinical event (visits, conditions, procedures, drugs, measurements, observations, images).
+clinical event (visits, conditions, procedures, drugs, measurements, observations, specimens,
+images).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ EVENT_DATES: tuple[tuple[str, str, str | None], ...] = (
     ("drug_exposure", "drug_exposure_start_date", "drug_exposure_end_date"),
     ("measurement", "measurement_date", None),
     ("observation", "observation_date", None),
+    ("specimen", "specimen_date", None),
     ("image_occurrence", "image_occurrence_date", None),
 )
 _BATCH = 500

@@ -172,3 +172,46 @@ def test_migration_adds_seed_concepts_an_older_site_lacks(sqlite_home: Path) -> 
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
     assert names == {32818: "EHR administration record", 32825: "EHR dispensing record"}
     assert version == "0003"
+
+
+def specimen(sid: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Specimen",
+        "id": sid,
+        "status": "available",
+        "accessionIdentifier": {"system": "urn:lab", "value": f"ACC-{TEXT}"},
+        "type": {"coding": [{"system": "http://snomed.info/sct", "code": "119297000"}], "text": TEXT},
+        "subject": {"reference": "Patient/p1"},
+        "receivedTime": "2022-03-05T10:00:00Z",
+        "collection": {
+            "collector": {"display": TEXT},
+            "collectedDateTime": "2022-03-04T08:15:00Z",
+            "quantity": {"value": 5, "unit": "mL", "system": "http://unitsofmeasure.org", "code": "mL"},
+            "bodySite": {"coding": [{"system": "http://snomed.info/sct", "code": "368208006"}]},
+        },
+        "note": [{"text": TEXT}],
+        **extra,
+    }
+
+
+def test_specimen_becomes_a_specimen_row(sqlite_home: Path) -> None:
+    received_only = specimen("s2")
+    del received_only["collection"]
+    summary = _ingest(
+        sqlite_home,
+        "Specimen.ndjson",
+        [specimen("s1"), received_only, specimen("s3", status="entered-in-error")],
+    )
+    assert summary["rows"]["specimen"] == 2 and summary["void_records"] == {"Specimen:entered-in-error": 1}
+    rows = sorted(_rows(sqlite_home, "specimen"), key=lambda r: r["specimen_datetime"])
+    full, bare = rows
+    assert full["specimen_source_value"] == "119297000" and full["anatomic_site_source_value"] == "368208006"
+    assert (
+        full["quantity"] == 5.0 and full["unit_source_value"] == "mL" and full["specimen_source_id"] is None
+    )
+    assert full["specimen_type_concept_id"] == 32817
+    assert bare["specimen_datetime"] - full["specimen_datetime"] == dt.timedelta(hours=25, minutes=45)
+    assert full["specimen_date"] != dt.date(2022, 3, 4)  # shifted
+    period = _rows(sqlite_home, "observation_period")
+    assert len(period) == 1 and period[0]["observation_period_end_date"] == bare["specimen_date"]
+    _no_text(sqlite_home)
