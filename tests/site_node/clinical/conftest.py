@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,6 +46,18 @@ def sqlite_home(tmp_path: Path) -> Path:
     home = tmp_path / "site"
     init_home(home, "site-a", mrn_system=MRN_SYSTEM)
     return home
+
+
+def omop_rows(home: Path, table: str) -> list[dict[str, Any]]:
+    """Every row of an OMOP table of the site at ``home``, as column -> value."""
+    from sqlalchemy import select
+
+    from site_node.clinical.omop.schema import cdm_table
+    from site_node.home import open_site
+
+    site = open_site(home, upgrade=False)
+    with site.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(select(cdm_table(table)))]
 
 
 def patient(

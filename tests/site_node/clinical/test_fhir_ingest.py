@@ -7,24 +7,16 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 
 from common.crypto import Pseudonymizer, load_key
 from site_node.cli import main
 from site_node.clinical.fhir.ingest import ingest_fhir
-from site_node.clinical.omop.schema import cdm_table
 from site_node.home import open_site
-from tests.site_node.clinical.conftest import observation, patient, write_ndjson
+from tests.site_node.clinical.conftest import observation, omop_rows, patient, write_ndjson
 
 
 def _pz(home: Path) -> Pseudonymizer:
     return Pseudonymizer(load_key(home / "phi" / "site.key"))
-
-
-def _rows(home: Path, table: str) -> list[dict]:
-    site = open_site(home, upgrade=False)
-    with site.engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(select(cdm_table(table)))]
 
 
 def test_pseudonyms_dates_and_blood_pressure_split(clinical_home: Path) -> None:
@@ -56,7 +48,7 @@ def test_pseudonyms_dates_and_blood_pressure_split(clinical_home: Path) -> None:
     write_ndjson(src / "Observation.ndjson", [bp, glucose])
     summary = ingest_fhir(open_site(clinical_home), [src], workers=1)
     pz = _pz(clinical_home)
-    person = _rows(clinical_home, "person")[0]
+    person = omop_rows(clinical_home, "person")[0]
     assert person["person_id"] == pz.integer_id("patient", "MRN-0001")
     assert person["person_source_value"] == pz.patient("MRN-0001")
     shifted_birth = dt.date(1960, 4, 2) + dt.timedelta(days=pz.date_offset("MRN-0001"))
@@ -65,7 +57,7 @@ def test_pseudonyms_dates_and_blood_pressure_split(clinical_home: Path) -> None:
         shifted_birth.month,
         shifted_birth.day,
     )
-    rows = sorted(_rows(clinical_home, "measurement"), key=lambda r: r["measurement_concept_id"])
+    rows = sorted(omop_rows(clinical_home, "measurement"), key=lambda r: r["measurement_concept_id"])
     assert summary.rows["measurement"] == 3
     assert [r["measurement_concept_id"] for r in rows] == [3000483, 3004249, 3012888]
     assert [r["value_as_number"] for r in rows] == [101.0, 128.0, 81.0]
@@ -133,11 +125,11 @@ def test_bundle_with_a_bad_entry_among_good_ones(sqlite_home: Path) -> None:
     summary = ingest_fhir(open_site(sqlite_home), [path], workers=1)
     assert summary.rows["person"] == 1 and summary.rows["condition_occurrence"] == 1
     assert summary.quarantined["validation_failed"] == 1 and summary.quarantined["unknown_resource_type"] == 1
-    condition = _rows(sqlite_home, "condition_occurrence")[0]
+    condition = omop_rows(sqlite_home, "condition_occurrence")[0]
     assert condition["condition_concept_id"] == 201826
 
 
-def test_changed_resource_replaces_its_rows(sqlite_home: Path) -> None:
+def test_changed_resource_replaces_itsomop_rows(sqlite_home: Path) -> None:
     site = open_site(sqlite_home)
     src = sqlite_home.parent / "v1"
     write_ndjson(src / "Patient.ndjson", [patient("p1", "MRN-1")])
@@ -147,7 +139,7 @@ def test_changed_resource_replaces_its_rows(sqlite_home: Path) -> None:
     write_ndjson(v2 / "Observation.ndjson", [observation("o1", "p1", "4548-4", 6.5, "%")])
     summary = ingest_fhir(site, [v2], workers=1)
     assert summary.replaced == 1
-    rows = _rows(sqlite_home, "measurement")
+    rows = omop_rows(sqlite_home, "measurement")
     assert [(r["measurement_concept_id"], r["value_as_number"]) for r in rows] == [(3004410, 6.5)]
 
 
@@ -189,11 +181,11 @@ def test_kill_mid_file_loses_nothing_on_rerun(sqlite_home: Path, monkeypatch) ->
     monkeypatch.setattr(OmopWriter, "write", dying_write)
     with pytest.raises(KeyboardInterrupt):
         ingest_fhir(open_site(sqlite_home), [src], workers=1)
-    assert 0 < len(_rows(sqlite_home, "measurement")) < 12
+    assert 0 < len(omop_rows(sqlite_home, "measurement")) < 12
     monkeypatch.setattr(OmopWriter, "write", real_write)
     summary = ingest_fhir(open_site(sqlite_home), [src], workers=1)
     assert summary.files_skipped == 1 and summary.unchanged > 0
-    assert len(_rows(sqlite_home, "measurement")) == 12 and len(_rows(sqlite_home, "person")) == 6
+    assert len(omop_rows(sqlite_home, "measurement")) == 12 and len(omop_rows(sqlite_home, "person")) == 6
 
 
 HL7_CS = "http://terminology.hl7.org/CodeSystem"
@@ -222,7 +214,7 @@ def test_allergy_becomes_an_observation_with_coded_fields_only(clinical_home: Pa
     summary = ingest_fhir(open_site(clinical_home), [src], workers=1)
     assert summary.rows["observation"] == 1
     assert summary.quarantined["missing_date"] == 1
-    [row] = _rows(clinical_home, "observation")
+    [row] = omop_rows(clinical_home, "observation")
     offset = _pz(clinical_home).date_offset("MRN-0001")
     assert row["observation_date"] == dt.date(2019, 5, 6) + dt.timedelta(days=offset)  # onset, shifted
     assert row["observation_source_value"] == "91936005"
@@ -255,7 +247,7 @@ def test_patients_without_mrn_are_set_aside_until_the_site_names_its_mrn_system(
     assert "3 Patient(s) have no identifier recognised as the MRN" in out
     assert f"{system} (3)" in out and "(not shown) (3)" in out
     assert "1000003" not in out and "Quintessa" not in out
-    assert _rows(sqlite_home, "person") == []
+    assert omop_rows(sqlite_home, "person") == []
 
     toml = sqlite_home / "site.toml"
     text = toml.read_text()
@@ -274,8 +266,8 @@ def test_patients_without_mrn_are_set_aside_until_the_site_names_its_mrn_system(
     main(["fhir", str(src), "--home", str(sqlite_home), "--workers", "1", "--json"])
     again = json.loads(capsys.readouterr().out)
     assert again["files_skipped"] == 2 and again["rows"] == {}
-    assert len(_rows(sqlite_home, "person")) == 3 and len(_rows(sqlite_home, "measurement")) == 3
-    person_ids = {r["person_id"] for r in _rows(sqlite_home, "person")}
+    assert len(omop_rows(sqlite_home, "person")) == 3 and len(omop_rows(sqlite_home, "measurement")) == 3
+    person_ids = {r["person_id"] for r in omop_rows(sqlite_home, "person")}
     assert person_ids == {_pz(sqlite_home).integer_id("patient", f"1000003{i}") for i in range(3)}
 
 
@@ -356,11 +348,11 @@ def test_export_without_mrns_is_keyed_by_record_numbers_when_no_mrn_system_is_se
     main(["fhir", str(src), "--home", str(home), "--workers", "1"])
     out = capsys.readouterr().out
     assert "patients_keyed_by: identifier=2" in out and "2 Patient(s) were keyed by" in out
-    rows = _rows(home, "person")
+    rows = omop_rows(home, "person")
     assert {r["person_id"] for r in rows} == {
         _pz(home).integer_id("patient", f"F8EF1E4{i}") for i in range(2)
     }
-    assert len(_rows(home, "measurement")) == 2
+    assert len(omop_rows(home, "measurement")) == 2
 
 
 def test_files_that_are_not_fhir_are_ignored(sqlite_home: Path) -> None:

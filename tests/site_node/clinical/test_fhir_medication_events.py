@@ -13,17 +13,11 @@ from sqlalchemy import delete, select, text
 from site_node.clinical.fhir.ingest import ingest_fhir
 from site_node.clinical.omop.schema import cdm_table
 from site_node.home import open_site
-from tests.site_node.clinical.conftest import patient, write_ndjson
+from tests.site_node.clinical.conftest import omop_rows, patient, write_ndjson
 
 TEXT = "Quillonbrassworth"  # planted free text: must never be stored
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 ROUTE = "http://terminology.hl7.org/CodeSystem/v3-RouteOfAdministration"
-
-
-def _rows(home: Path, table: str) -> list[dict[str, Any]]:
-    site = open_site(home, upgrade=False)
-    with site.engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(select(cdm_table(table)))]
 
 
 def _ingest(home: Path, name: str, resources: list[dict[str, Any]], folder: str = "in") -> dict[str, Any]:
@@ -82,7 +76,7 @@ def _no_text(home: Path) -> None:
 def test_administration_and_dispense_become_drug_exposures(sqlite_home: Path) -> None:
     summary = _ingest(sqlite_home, "Med.ndjson", [administration("a1"), dispense("d1")])
     assert summary["rows"]["drug_exposure"] == 2 and summary["quarantined"]["total"] == 0
-    rows = {r["drug_type_concept_id"]: r for r in _rows(sqlite_home, "drug_exposure")}
+    rows = {r["drug_type_concept_id"]: r for r in omop_rows(sqlite_home, "drug_exposure")}
     given, handed = rows[32818], rows[32825]
     assert given["quantity"] == 250.0 and given["route_source_value"] == "IV"
     assert given["drug_source_value"] == "197361"
@@ -150,7 +144,7 @@ def test_a_record_later_entered_in_error_loses_its_row(sqlite_home: Path) -> Non
     voided["verificationStatus"]["coding"][0]["code"] = "entered-in-error"
     second = _ingest(sqlite_home, "Condition.ndjson", [voided], folder="later")
     assert second["void_records"] == {"Condition:entered-in-error": 1} and second["replaced"] == 1
-    assert _rows(sqlite_home, "condition_occurrence") == []
+    assert omop_rows(sqlite_home, "condition_occurrence") == []
 
 
 def test_migration_adds_seed_concepts_an_older_site_lacks(sqlite_home: Path) -> None:
@@ -203,7 +197,7 @@ def test_specimen_becomes_a_specimen_row(sqlite_home: Path) -> None:
         [specimen("s1"), received_only, specimen("s3", status="entered-in-error")],
     )
     assert summary["rows"]["specimen"] == 2 and summary["void_records"] == {"Specimen:entered-in-error": 1}
-    rows = sorted(_rows(sqlite_home, "specimen"), key=lambda r: r["specimen_datetime"])
+    rows = sorted(omop_rows(sqlite_home, "specimen"), key=lambda r: r["specimen_datetime"])
     full, bare = rows
     assert full["specimen_source_value"] == "119297000" and full["anatomic_site_source_value"] == "368208006"
     assert (
@@ -212,6 +206,6 @@ def test_specimen_becomes_a_specimen_row(sqlite_home: Path) -> None:
     assert full["specimen_type_concept_id"] == 32817
     assert bare["specimen_datetime"] - full["specimen_datetime"] == dt.timedelta(hours=25, minutes=45)
     assert full["specimen_date"] != dt.date(2022, 3, 4)  # shifted
-    period = _rows(sqlite_home, "observation_period")
+    period = omop_rows(sqlite_home, "observation_period")
     assert len(period) == 1 and period[0]["observation_period_end_date"] == bare["specimen_date"]
     _no_text(sqlite_home)

@@ -10,25 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 from common.crypto import Pseudonymizer, load_key
 from site_node.clinical.fhir.codes import is_ucum, source_code
 from site_node.clinical.fhir.ingest import IngestSummary, ingest_fhir
 from site_node.clinical.fhir.worker import BUNDLE_TYPES, bundle_entries, entry_id, model_class, parse_json
-from site_node.clinical.omop.schema import cdm_table
 from site_node.home import open_site
-from tests.site_node.clinical.conftest import observation, patient, write_ndjson
+from tests.site_node.clinical.conftest import observation, omop_rows, patient, write_ndjson
 
 TEXT = "Quillonbrassworth"  # typed text planted in code fields: must never be stored or printed
 SNOMED = "http://snomed.info/sct"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
-
-
-def _rows(home: Path, table: str) -> list[dict[str, Any]]:
-    site = open_site(home, upgrade=False)
-    with site.engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(select(cdm_table(table)))]
 
 
 def _ingest(home: Path, files: dict[str, bytes | list[dict[str, Any]]]) -> dict[str, Any]:
@@ -103,12 +95,12 @@ def test_free_text_in_code_fields_is_never_stored_or_printed(sqlite_home: Path) 
     obs = observation("o1", "p1", "2339-0", 5.0, "mg/dL")
     obs["valueQuantity"] = {"value": 5.0, "unit": TEXT}
     summary = _ingest(sqlite_home, {"Patient.ndjson": [bad_gender], "Clinical.ndjson": [cond, obs]})
-    person = _rows(sqlite_home, "person")[0]
+    person = omop_rows(sqlite_home, "person")[0]
     assert person["gender_concept_id"] == 0 and person["gender_source_value"] is None
     assert summary["invalid_codes"] == {"Patient.gender": 1}
-    row = _rows(sqlite_home, "condition_occurrence")[0]
+    row = omop_rows(sqlite_home, "condition_occurrence")[0]
     assert row["condition_source_value"] is None and row["condition_status_source_value"] is None
-    assert _rows(sqlite_home, "measurement")[0]["unit_source_value"] is None
+    assert omop_rows(sqlite_home, "measurement")[0]["unit_source_value"] is None
     assert summary["unmapped"]["by_vocabulary"]["other"] == 1
     _no_text(sqlite_home, summary)
 
@@ -260,7 +252,7 @@ def test_medication_references_are_followed(sqlite_home: Path) -> None:
             "MedicationRequest.ndjson": [contained, separate],
         },
     )
-    assert {r["drug_source_value"] for r in _rows(sqlite_home, "drug_exposure")} == {"197361", "860975"}
+    assert {r["drug_source_value"] for r in omop_rows(sqlite_home, "drug_exposure")} == {"197361", "860975"}
 
 
 UNDATED: list[tuple[dict[str, Any], str | None]] = [
@@ -382,7 +374,7 @@ def test_undated_resources_use_fallbacks_or_are_quarantined(
 )
 def test_birth_date_precision_kept(sqlite_home: Path, birth: str, month: bool, day: bool) -> None:
     _ingest(sqlite_home, {"Patient.ndjson": [patient("p1", "MRN-1", birth=birth)]})
-    person = _rows(sqlite_home, "person")[0]
+    person = omop_rows(sqlite_home, "person")[0]
     offset = Pseudonymizer(load_key(sqlite_home / "phi" / "site.key")).date_offset("MRN-1")
     anchor = {"1970": dt.date(1970, 7, 2), "1970-03": dt.date(1970, 3, 15)}.get(birth, dt.date(1970, 3, 5))
     assert person["year_of_birth"] == (anchor + dt.timedelta(days=offset)).year
@@ -398,7 +390,7 @@ def test_quantity_comparator_maps_to_operator(sqlite_home: Path, comparator: str
     obs = observation("o1", "p1", "2339-0", 14.0, "mg/dL")
     obs["valueQuantity"]["comparator"] = comparator
     _ingest(sqlite_home, {"Patient.ndjson": [patient("p1", "MRN-1")], "Observation.ndjson": [obs]})
-    row = _rows(sqlite_home, "measurement")[0]
+    row = omop_rows(sqlite_home, "measurement")[0]
     assert row["operator_concept_id"] == concept
     assert row["value_as_number"] == 14.0
     assert row["value_source_value"] == f"{comparator}14"
@@ -441,8 +433,8 @@ def test_undated_condition_takes_its_encounter_date_inside_a_bundle(sqlite_home:
         sqlite_home, {"Patient.ndjson": [patient("p1", "MRN-1")], "b.json": json.dumps(bundle).encode()}
     )
     assert summary["quarantined"]["total"] == 0
-    visit = _rows(sqlite_home, "visit_occurrence")[0]
-    row = _rows(sqlite_home, "condition_occurrence")[0]
+    visit = omop_rows(sqlite_home, "visit_occurrence")[0]
+    row = omop_rows(sqlite_home, "condition_occurrence")[0]
     assert row["condition_start_date"] == visit["visit_start_date"]
     assert row["visit_occurrence_id"] == visit["visit_occurrence_id"]
 
@@ -506,7 +498,7 @@ def test_integers_beyond_64_bits_give_the_same_rows_as_json_loads(sqlite_home: P
     integer["valueInteger"] = huge
     summary = _ingest(sqlite_home, {"x.ndjson": [patient("p1", "MRN-1"), quantity, integer]})
     assert summary["quarantined"]["by_field"] == {"Observation.valueInteger": 1}
-    assert [r["value_as_number"] for r in _rows(sqlite_home, "measurement")] == [float(huge)]
+    assert [r["value_as_number"] for r in omop_rows(sqlite_home, "measurement")] == [float(huge)]
 
 
 def _encounter(eid: str, pid: str, start: str) -> dict[str, Any]:
@@ -559,8 +551,8 @@ def test_undated_records_of_a_bulk_export_take_their_visit_start(sqlite_home: Pa
     assert [r["position"] for r in reasons] == [2, 3]
     kept = [p.read_bytes() for p in (sqlite_home / "quarantine").rglob("Condition.ndjson.ndjson")]
     assert b'"c2"' in kept[0] and b'"c3"' in kept[0]
-    visits = {v["visit_occurrence_id"]: v for v in _rows(sqlite_home, "visit_occurrence")}
-    condition = _rows(sqlite_home, "condition_occurrence")[0]
+    visits = {v["visit_occurrence_id"]: v for v in omop_rows(sqlite_home, "visit_occurrence")}
+    condition = omop_rows(sqlite_home, "condition_occurrence")[0]
     visit = visits[condition["visit_occurrence_id"]]
     assert condition["condition_start_datetime"] == visit["visit_start_datetime"]
     assert condition["condition_start_date"] == visit["visit_start_date"]
@@ -572,7 +564,7 @@ def test_undated_records_of_a_bulk_export_take_their_visit_start(sqlite_home: Pa
     second = ingest_fhir(open_site(sqlite_home), [src], workers=1).to_dict()
     assert second["rows"] == {"condition_occurrence": 1} and second["dated_by_visit"] == 1
     later = next(
-        r for r in _rows(sqlite_home, "condition_occurrence") if r["person_id"] != condition["person_id"]
+        r for r in omop_rows(sqlite_home, "condition_occurrence") if r["person_id"] != condition["person_id"]
     )
     visit = next(v for v in visits.values() if v["person_id"] == later["person_id"])
     assert later["condition_start_date"] == visit["visit_start_date"]
@@ -585,5 +577,5 @@ def test_visit_dated_records_in_the_worker_pool(sqlite_home: Path) -> None:
     write_ndjson(src / "Condition.ndjson", [_undated_condition(f"c{i}", "p1", "e1") for i in range(5)])
     summary = ingest_fhir(open_site(sqlite_home), [src], workers=2).to_dict()
     assert summary["rows"]["condition_occurrence"] == 5 and summary["dated_by_visit"] == 5
-    days = {r["condition_start_date"] for r in _rows(sqlite_home, "condition_occurrence")}
-    assert days == {_rows(sqlite_home, "visit_occurrence")[0]["visit_start_date"]}
+    days = {r["condition_start_date"] for r in omop_rows(sqlite_home, "condition_occurrence")}
+    assert days == {omop_rows(sqlite_home, "visit_occurrence")[0]["visit_start_date"]}
