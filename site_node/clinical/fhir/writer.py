@@ -130,11 +130,19 @@ def _sqlite_text(value: Any) -> Any:
 
 
 def _sqlite_dates(rows: list[list[Any]], indexes: tuple[int, ...]) -> None:
-    """Dates and datetimes as the text SQLAlchemy's SQLite types store (in place)."""
+    """Dates and datetimes as the text SQLAlchemy's SQLite types store (in place).
+
+    Records of one visit share their dates, so each distinct value is formatted once per call.
+    """
+    texts: dict[Any, Any] = {}
     for index in indexes:
         for row in rows:
-            if row[index] is not None:
-                row[index] = _sqlite_text(row[index])
+            value = row[index]
+            if value is not None:
+                text = texts.get(value)
+                if text is None:
+                    text = texts[value] = _sqlite_text(value)
+                row[index] = text
 
 
 @dataclass

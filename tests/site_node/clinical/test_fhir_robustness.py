@@ -13,7 +13,7 @@ import pytest
 
 from common.crypto import Pseudonymizer, load_key
 from site_node.clinical.fhir.codes import is_ucum, source_code
-from site_node.clinical.fhir.ingest import IngestSummary, ingest_fhir
+from site_node.clinical.fhir.ingest import IngestSummary, bulk_gc, ingest_fhir
 from site_node.clinical.fhir.worker import BUNDLE_TYPES, bundle_entries, entry_id, model_class, parse_json
 from site_node.home import open_site
 from tests.site_node.clinical.conftest import observation, omop_rows, patient, write_ndjson
@@ -579,3 +579,15 @@ def test_visit_dated_records_in_the_worker_pool(sqlite_home: Path) -> None:
     assert summary["rows"]["condition_occurrence"] == 5 and summary["dated_by_visit"] == 5
     days = {r["condition_start_date"] for r in omop_rows(sqlite_home, "condition_occurrence")}
     assert days == {omop_rows(sqlite_home, "visit_occurrence")[0]["visit_start_date"]}
+
+
+def test_a_run_restores_the_garbage_collector(sqlite_home: Path) -> None:
+    import gc
+
+    before = gc.get_threshold()
+    _ingest(sqlite_home, {"Patient.ndjson": [patient("p1", "MRN-1")]})
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0 and gc.isenabled()
+    with pytest.raises(RuntimeError), bulk_gc():
+        assert gc.get_threshold()[0] >= 20_000 and gc.get_freeze_count() > 0
+        raise RuntimeError("a run that fails")
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
