@@ -122,6 +122,7 @@ class Pseudonymizer:
             raise KeyFileError(f"site key must be at least {KEY_BYTES} bytes", field="site_key")
         self._key = bytes(key)
         self._keyed = hmac.new(self._key, digestmod=hashlib.sha256)
+        self._prefixes: dict[str, bytes] = {}
 
     @classmethod
     def ephemeral(cls) -> Pseudonymizer:
@@ -130,11 +131,13 @@ class Pseudonymizer:
 
     def digest(self, namespace: str, value: str) -> bytes:
         """HMAC-SHA256 of ``value`` bound to ``namespace``."""
-        if not namespace or "\x00" in namespace:
-            raise InputError("invalid pseudonym namespace", field="namespace")
-        msg = _DOMAIN + namespace.encode("ascii") + b"\x00" + str(value).encode("utf-8")
+        prefix = self._prefixes.get(namespace)
+        if prefix is None:
+            if not namespace or "\x00" in namespace:
+                raise InputError("invalid pseudonym namespace", field="namespace")
+            prefix = self._prefixes[namespace] = _DOMAIN + namespace.encode("ascii") + b"\x00"
         mac = self._keyed.copy()  # the key schedule is done once per pseudonymizer, not per value
-        mac.update(msg)
+        mac.update(prefix + str(value).encode("utf-8"))
         return mac.digest()
 
     def pseudonym(self, namespace: str, value: str) -> str:
