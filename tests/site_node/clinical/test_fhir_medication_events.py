@@ -73,10 +73,10 @@ def _no_text(home: Path) -> None:
         assert TEXT.lower().encode() not in path.read_bytes().lower()
 
 
-def test_administration_and_dispense_become_drug_exposures(sqlite_home: Path) -> None:
-    summary = _ingest(sqlite_home, "Med.ndjson", [administration("a1"), dispense("d1")])
+def test_administration_and_dispense_become_drug_exposures(clinical_home: Path) -> None:
+    summary = _ingest(clinical_home, "Med.ndjson", [administration("a1"), dispense("d1")])
     assert summary["rows"]["drug_exposure"] == 2 and summary["quarantined"]["total"] == 0
-    rows = {r["drug_type_concept_id"]: r for r in omop_rows(sqlite_home, "drug_exposure")}
+    rows = {r["drug_type_concept_id"]: r for r in omop_rows(clinical_home, "drug_exposure")}
     given, handed = rows[32818], rows[32825]
     assert given["quantity"] == 250.0 and given["route_source_value"] == "IV"
     assert given["drug_source_value"] == "197361"
@@ -87,7 +87,7 @@ def test_administration_and_dispense_become_drug_exposures(sqlite_home: Path) ->
     assert handed["drug_exposure_end_date"] - handed["drug_exposure_start_date"] == dt.timedelta(days=29)
     assert handed["route_source_value"] == "PO" and handed["quantity"] == 30.0
     assert handed["drug_exposure_start_date"] != dt.date(2021, 7, 1)  # shifted
-    _no_text(sqlite_home)
+    _no_text(clinical_home)
 
 
 def test_undated_administration_is_quarantined(sqlite_home: Path) -> None:
@@ -125,7 +125,7 @@ def test_records_of_events_that_did_not_happen_give_no_row(
     assert set(summary["rows"]) == {"person"} and summary["quarantined"]["total"] == 0
 
 
-def test_a_record_later_entered_in_error_loses_its_row(sqlite_home: Path) -> None:
+def test_a_record_later_entered_in_error_loses_its_row(clinical_home: Path) -> None:
     condition = {
         "resourceType": "Condition",
         "id": "c1",
@@ -138,13 +138,13 @@ def test_a_record_later_entered_in_error_loses_its_row(sqlite_home: Path) -> Non
         "code": {"coding": [{"system": "http://snomed.info/sct", "code": "44054006"}]},
         "onsetDateTime": "2019-02-03",
     }
-    first = _ingest(sqlite_home, "Condition.ndjson", [condition])
+    first = _ingest(clinical_home, "Condition.ndjson", [condition])
     assert first["rows"]["condition_occurrence"] == 1
     voided = json.loads(json.dumps(condition))
     voided["verificationStatus"]["coding"][0]["code"] = "entered-in-error"
-    second = _ingest(sqlite_home, "Condition.ndjson", [voided], folder="later")
+    second = _ingest(clinical_home, "Condition.ndjson", [voided], folder="later")
     assert second["void_records"] == {"Condition:entered-in-error": 1} and second["replaced"] == 1
-    assert omop_rows(sqlite_home, "condition_occurrence") == []
+    assert omop_rows(clinical_home, "condition_occurrence") == []
 
 
 def test_migration_adds_seed_concepts_an_older_site_lacks(sqlite_home: Path) -> None:
@@ -188,16 +188,16 @@ def specimen(sid: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-def test_specimen_becomes_a_specimen_row(sqlite_home: Path) -> None:
+def test_specimen_becomes_a_specimen_row(clinical_home: Path) -> None:
     received_only = specimen("s2")
     del received_only["collection"]
     summary = _ingest(
-        sqlite_home,
+        clinical_home,
         "Specimen.ndjson",
         [specimen("s1"), received_only, specimen("s3", status="entered-in-error")],
     )
     assert summary["rows"]["specimen"] == 2 and summary["void_records"] == {"Specimen:entered-in-error": 1}
-    rows = sorted(omop_rows(sqlite_home, "specimen"), key=lambda r: r["specimen_datetime"])
+    rows = sorted(omop_rows(clinical_home, "specimen"), key=lambda r: r["specimen_datetime"])
     full, bare = rows
     assert full["specimen_source_value"] == "119297000" and full["anatomic_site_source_value"] == "368208006"
     assert (
@@ -206,6 +206,6 @@ def test_specimen_becomes_a_specimen_row(sqlite_home: Path) -> None:
     assert full["specimen_type_concept_id"] == 32817
     assert bare["specimen_datetime"] - full["specimen_datetime"] == dt.timedelta(hours=25, minutes=45)
     assert full["specimen_date"] != dt.date(2022, 3, 4)  # shifted
-    period = omop_rows(sqlite_home, "observation_period")
+    period = omop_rows(clinical_home, "observation_period")
     assert len(period) == 1 and period[0]["observation_period_end_date"] == bare["specimen_date"]
-    _no_text(sqlite_home)
+    _no_text(clinical_home)

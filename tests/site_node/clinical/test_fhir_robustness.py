@@ -522,11 +522,11 @@ def _undated_condition(cid: str, pid: str, eid: str) -> dict[str, Any]:
     }
 
 
-def test_undated_records_of_a_bulk_export_take_their_visit_start(sqlite_home: Path) -> None:
+def test_undated_records_of_a_bulk_export_take_their_visit_start(clinical_home: Path) -> None:
     """Bulk exports (MIMIC-IV on FHIR, for one) keep Encounters in their own file and leave some
     records undated: the writer dates them by their visit, in the same run or a later one."""
     first = _ingest(
-        sqlite_home,
+        clinical_home,
         {
             "Patient.ndjson": [patient("p1", "MRN-1"), patient("p2", "MRN-2")],
             "Encounter.ndjson": [
@@ -545,27 +545,26 @@ def test_undated_records_of_a_bulk_export_take_their_visit_start(sqlite_home: Pa
     assert first["quarantined"]["by_field"] == {"Condition.onset[x]": 2}
     reasons = [
         json.loads(line)
-        for path in (sqlite_home / "quarantine").rglob("Condition.ndjson.reasons.ndjson")
+        for path in (clinical_home / "quarantine").rglob("Condition.ndjson.reasons.ndjson")
         for line in path.read_text().splitlines()
     ]
     assert [r["position"] for r in reasons] == [2, 3]
-    kept = [p.read_bytes() for p in (sqlite_home / "quarantine").rglob("Condition.ndjson.ndjson")]
+    kept = [p.read_bytes() for p in (clinical_home / "quarantine").rglob("Condition.ndjson.ndjson")]
     assert b'"c2"' in kept[0] and b'"c3"' in kept[0]
-    visits = {v["visit_occurrence_id"]: v for v in omop_rows(sqlite_home, "visit_occurrence")}
-    condition = omop_rows(sqlite_home, "condition_occurrence")[0]
+    visits = {v["visit_occurrence_id"]: v for v in omop_rows(clinical_home, "visit_occurrence")}
+    condition = omop_rows(clinical_home, "condition_occurrence")[0]
     visit = visits[condition["visit_occurrence_id"]]
     assert condition["condition_start_datetime"] == visit["visit_start_datetime"]
     assert condition["condition_start_date"] == visit["visit_start_date"]
     assert condition["condition_start_date"] != dt.date(2020, 3, 4)  # shifted like its visit
 
     # a later export: the visit is only in the database now
-    src = sqlite_home.parent / "later"
+    src = clinical_home.parent / "later"
     write_ndjson(src / "Condition.ndjson", [_undated_condition("c4", "p2", "e2")])
-    second = ingest_fhir(open_site(sqlite_home), [src], workers=1).to_dict()
+    second = ingest_fhir(open_site(clinical_home), [src], workers=1).to_dict()
     assert second["rows"] == {"condition_occurrence": 1} and second["dated_by_visit"] == 1
-    later = next(
-        r for r in omop_rows(sqlite_home, "condition_occurrence") if r["person_id"] != condition["person_id"]
-    )
+    conditions = omop_rows(clinical_home, "condition_occurrence")
+    later = next(r for r in conditions if r["person_id"] != condition["person_id"])
     visit = next(v for v in visits.values() if v["person_id"] == later["person_id"])
     assert later["condition_start_date"] == visit["visit_start_date"]
 
