@@ -39,12 +39,38 @@ import pydicom
 from pydicom.data import get_testdata_file
 
 warnings.simplefilter("ignore")
-TEST_FILES = ["CT_small.dcm", "MR_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm",
-              "MR_small_RLE.dcm", "MR_small_jp2klossless.dcm", "JPEG2000.dcm", "693_J2KI.dcm", "rtplan.dcm",
-              "rtdose.dcm", "liver_1frame.dcm", "test-SR.dcm", "SC_rgb_rle.dcm", "examples_ybr_color.dcm",
-              "JPEGLSNearLossless_16.dcm", "waveform_ecg.dcm"]
-FAMILY = ["Abernathy", "Blackwood", "Castellanos", "Dunmore", "Ellingham", "Fairweather", "Greystoke",
-          "Holloway", "Ivanova", "Jorgensen", "Kowalczyk", "Lindqvist"]
+TEST_FILES = [
+    "CT_small.dcm",
+    "MR_small.dcm",
+    "MR_small_implicit.dcm",
+    "MR_small_bigendian.dcm",
+    "MR_small_RLE.dcm",
+    "MR_small_jp2klossless.dcm",
+    "JPEG2000.dcm",
+    "693_J2KI.dcm",
+    "rtplan.dcm",
+    "rtdose.dcm",
+    "liver_1frame.dcm",
+    "test-SR.dcm",
+    "SC_rgb_rle.dcm",
+    "examples_ybr_color.dcm",
+    "JPEGLSNearLossless_16.dcm",
+    "waveform_ecg.dcm",
+]
+FAMILY = [
+    "Abernathy",
+    "Blackwood",
+    "Castellanos",
+    "Dunmore",
+    "Ellingham",
+    "Fairweather",
+    "Greystoke",
+    "Holloway",
+    "Ivanova",
+    "Jorgensen",
+    "Kowalczyk",
+    "Lindqvist",
+]
 GIVEN = ["Araminta", "Barnaby", "Cordelia", "Desmond", "Evangeline", "Florian", "Griselda", "Hamish"]
 RETAINED_KINDS_SUFFIX = ("_time",)
 RETAINED_KINDS = {"station_name"}
@@ -58,13 +84,17 @@ def _plant(ds: pydicom.Dataset, i: int, needles: set[str]) -> None:
     patient = i // 6
     family, given = FAMILY[patient % len(FAMILY)] + f"x{patient}", GIVEN[patient % len(GIVEN)]
     values = {
-        "PatientID": f"BMRN{patient:07d}", "PatientName": f"{family}^{given}",
-        "AccessionNumber": f"BACC{i // 3:07d}", "InstitutionName": "Saint Benchmark Infirmary",
+        "PatientID": f"BMRN{patient:07d}",
+        "PatientName": f"{family}^{given}",
+        "AccessionNumber": f"BACC{i // 3:07d}",
+        "InstitutionName": "Saint Benchmark Infirmary",
         "ReferringPhysicianName": "Quillfeather^Ottoline",
         "PatientBirthDate": f"19{40 + patient % 50:02d}0611",
-        "PatientAddress": f"{patient} Benchmark Lane", "OtherPatientIDs": f"SSN{patient:09d}",
+        "PatientAddress": f"{patient} Benchmark Lane",
+        "OtherPatientIDs": f"SSN{patient:09d}",
         "StudyDescription": f"CT CHEST W CONTRAST follow-up for {given} {family}",
-        "OperatorsName": "Pemberton^Wilhelmina", "ImageComments": f"called {given} on 0612{patient:06d}",
+        "OperatorsName": "Pemberton^Wilhelmina",
+        "ImageComments": f"called {given} on 0612{patient:06d}",
         "PatientComments": f"{family} prefers mornings",
     }
     for keyword, value in values.items():
@@ -75,11 +105,29 @@ def _plant(ds: pydicom.Dataset, i: int, needles: set[str]) -> None:
     ds.StudyInstanceUID = f"1.2.826.0.1.3680043.9.8888.1.{i // 3}"
     ds.SeriesInstanceUID = f"1.2.826.0.1.3680043.9.8888.2.{i}"
     ds.SOPInstanceUID = f"1.2.826.0.1.3680043.9.8888.3.{i}"
-    for keyword in ("PatientID", "PatientName", "AccessionNumber", "InstitutionName", "PatientBirthDate",
-                    "PatientAddress", "OtherPatientIDs", "PatientComments"):
+    for keyword in (
+        "PatientID",
+        "PatientName",
+        "AccessionNumber",
+        "InstitutionName",
+        "PatientBirthDate",
+        "PatientAddress",
+        "OtherPatientIDs",
+        "PatientComments",
+    ):
         needles.add(str(values[keyword]))
-    needles.update([family, given, "Quillfeather", "Pemberton", f"0612{patient:06d}", ds.StudyInstanceUID,
-                    ds.SeriesInstanceUID, ds.SOPInstanceUID])
+    needles.update(
+        [
+            family,
+            given,
+            "Quillfeather",
+            "Pemberton",
+            f"0612{patient:06d}",
+            ds.StudyInstanceUID,
+            ds.SeriesInstanceUID,
+            ds.SOPInstanceUID,
+        ]
+    )
 
 
 def build_pydicom_part(root: Path, count: int) -> set[str]:
@@ -306,8 +354,10 @@ def main() -> None:
         shutil.rmtree(corpus)
     started = time.perf_counter()
     files, needles = build_corpus(corpus, args.synth_patients, args.total)
-    print(f"corpus: {len(files)} files, {len(needles)} planted values, built in "
-          f"{time.perf_counter() - started:.0f} s ({work})")
+    print(
+        f"corpus: {len(files)} files, {len(needles)} planted values, built in "
+        f"{time.perf_counter() - started:.0f} s ({work})"
+    )
     from site_node.home import init_home
 
     key_home = work / "home"
@@ -315,9 +365,13 @@ def main() -> None:
         shutil.rmtree(key_home)
     init_home(key_home, "bench")
     toml = key_home / "site.toml"
-    toml.write_text(toml.read_text().replace(
-        "cleared_burned_in = []", 'cleared_burned_in = ["US", "OT", "SC", "NM", "1.2.840.10008.5.1.4.1.1.7", '
-        '"1.2.840.10008.5.1.4.1.1.7.4", "1.2.840.10008.5.1.4.1.1.6.1", "1.2.840.10008.5.1.4.1.1.3.1"]'))
+    toml.write_text(
+        toml.read_text().replace(
+            "cleared_burned_in = []",
+            'cleared_burned_in = ["US", "OT", "SC", "NM", "1.2.840.10008.5.1.4.1.1.7", '
+            '"1.2.840.10008.5.1.4.1.1.7.4", "1.2.840.10008.5.1.4.1.1.6.1", "1.2.840.10008.5.1.4.1.1.3.1"]',
+        )
+    )
     cores = os.cpu_count() or 1
     tools: list[tuple[str, Callable[[list[Path], Path], int]]] = [
         ("fedimaging (1 worker)", _ours(1, key_home, corpus)),
@@ -366,16 +420,19 @@ def _reset_journal(home: Path) -> None:
 def _print_table(rows: list[tuple[str, float, float, int, int, int]], n_files: int, n_needles: int) -> None:
     buf = io.StringIO()
     buf.write(f"\n{n_files} files, {n_needles} planted values scanned in every output byte and path\n\n")
-    buf.write("| tool | files/s | files per CPU-s | errors/quarantined | files with a leak "
-              "| distinct values leaked |\n")
+    buf.write(
+        "| tool | files/s | files per CPU-s | errors/quarantined | files with a leak "
+        "| distinct values leaked |\n"
+    )
     buf.write("|---|---:|---:|---:|---:|---:|\n")
     for name, rate, cpu_rate, errors, leaky, distinct in rows:
         buf.write(f"| {name} | {rate:.1f} | {cpu_rate:.1f} | {errors} | {leaky} | {distinct} |\n")
     for label, column in (("wall", 1), ("CPU", 2)):
         rates = {row[0]: float(row[column]) for row in rows}
         ours1 = rates.get("fedimaging (1 worker)")
-        oursn = next((r for n, r in rates.items() if n.startswith("fedimaging (") and "1 worker" not in n),
-                     None)
+        oursn = next(
+            (r for n, r in rates.items() if n.startswith("fedimaging (") and "1 worker" not in n), None
+        )
         peers = [r for n, r in rates.items() if n in PEERS]
         floor = rates.get("pydicom read+write (floor)")
         buf.write(f"\n{label} time:\n")

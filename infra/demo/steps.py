@@ -230,8 +230,10 @@ def search_catalog(demo: Demo) -> None:
     for facet in ("condition", "sex", "age_band"):
         values = ", ".join(f"{v['value']} ({_count(v['persons'])})" for v in facets.get(facet, []))
         console.print(f"[bold]{facet}[/bold]: {values or '—'}")
-    console.print(f"web page: {demo.state['hub_url']}/ — log in with the demo searcher token "
-                  f"{demo.state['searcher_token']} (live while the demo runs)")
+    console.print(
+        f"web page: {demo.state['hub_url']}/ — log in with the demo searcher token "
+        f"{demo.state['searcher_token']} (live while the demo runs)"
+    )
 
 
 def federated_training(demo: Demo) -> None:

@@ -49,8 +49,13 @@ def provision_command(
         RemoteError: ``nvflare provision`` failed.
     """
     spec = ProvisionSpec(
-        sites=parse_names(sites), researchers=parse_names(researchers), server_host=server_host,
-        fl_port=fl_port, admin_port=admin_port, project_name=project_name, operator=operator,
+        sites=parse_names(sites),
+        researchers=parse_names(researchers),
+        server_host=server_host,
+        fl_port=fl_port,
+        admin_port=admin_port,
+        project_name=project_name,
+        operator=operator,
         admin_domain=admin_domain,
     )
     return provision(spec, out).to_dict()
@@ -81,8 +86,9 @@ def provision_cli(
     json_out: _Json = False,
 ) -> None:
     """Write an NVFlare project.yml and run `nvflare provision`: kits for hub, sites and admins."""
-    summary = provision_command(sites, researchers, out, server_host, fl_port, admin_port, project_name,
-                                operator, admin_domain)
+    summary = provision_command(
+        sites, researchers, out, server_host, fl_port, admin_port, project_name, operator, admin_domain
+    )
     if json_out:
         typer.echo(json.dumps(summary, sort_keys=True))
         return

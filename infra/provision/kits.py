@@ -56,12 +56,18 @@ class ProvisionResult:
             "workspace": str(self.workspace),
             "kit_dir": str(self.kit_dir),
             "server_kit": {"path": str(self.server_kit), "goes_to": "hub machine (NVFlare server)"},
-            "site_kits": {s: {"path": str(p), "goes_to": f"site {s} (NVFlare client)"}
-                          for s, p in self.site_kits.items()},
-            "researcher_kits": {r: {"path": str(p), "goes_to": "researcher workstation (admin, role lead)"}
-                                for r, p in self.researcher_kits.items()},
-            "operator_kit": {"path": str(self.operator_kit),
-                             "goes_to": "hub machine, hub operator / hub job runner (project_admin)"},
+            "site_kits": {
+                s: {"path": str(p), "goes_to": f"site {s} (NVFlare client)"}
+                for s, p in self.site_kits.items()
+            },
+            "researcher_kits": {
+                r: {"path": str(p), "goes_to": "researcher workstation (admin, role lead)"}
+                for r, p in self.researcher_kits.items()
+            },
+            "operator_kit": {
+                "path": str(self.operator_kit),
+                "goes_to": "hub machine, hub operator / hub job runner (project_admin)",
+            },
         }
 
 
@@ -82,8 +88,12 @@ def latest_prod_dir(project_root: Path) -> Path:
     return max(runs)[1]
 
 
-def run_nvflare_provision(project_yml: Path, workspace: Path, env: dict[str, str] | None = None,
-                          timeout: float = PROVISION_TIMEOUT_S) -> None:
+def run_nvflare_provision(
+    project_yml: Path,
+    workspace: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = PROVISION_TIMEOUT_S,
+) -> None:
     """Run ``nvflare provision -p project_yml -w workspace`` non-interactively.
 
     Args:
@@ -96,11 +106,27 @@ def run_nvflare_provision(project_yml: Path, workspace: Path, env: dict[str, str
         RemoteError: nvflare is missing, timed out or reported an error.
     """
     workspace.mkdir(parents=True, exist_ok=True)
-    cmd = [*nvflare_command(), "--format", "json", "provision", "-p", str(project_yml.resolve()),
-           "-w", str(workspace.resolve()), "--force"]
+    cmd = [
+        *nvflare_command(),
+        "--format",
+        "json",
+        "provision",
+        "-p",
+        str(project_yml.resolve()),
+        "-w",
+        str(workspace.resolve()),
+        "--force",
+    ]
     try:
-        proc = subprocess.run(cmd, cwd=workspace, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+        proc = subprocess.run(
+            cmd,
+            cwd=workspace,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+        )
     except subprocess.TimeoutExpired:
         raise RemoteError("nvflare provision timed out", field="nvflare") from None
     envelope = _last_json(proc.stdout)
@@ -149,8 +175,9 @@ def locate_kits(spec: ProvisionSpec, project_yml: Path, workspace: Path) -> Prov
     )
 
 
-def provision(spec: ProvisionSpec, out: Path, env: dict[str, str] | None = None,
-              timeout: float = PROVISION_TIMEOUT_S) -> ProvisionResult:
+def provision(
+    spec: ProvisionSpec, out: Path, env: dict[str, str] | None = None, timeout: float = PROVISION_TIMEOUT_S
+) -> ProvisionResult:
     """Render ``<out>/project.yml`` for ``spec``, run ``nvflare provision`` into ``out``, map the kits.
 
     Args:

@@ -140,8 +140,10 @@ def participants(spec: ProvisionSpec) -> list[dict[str, Any]]:
         "admin_port": spec.admin_port,
     }
     clients = [{"name": s, "type": "client", "org": org_for_site(s)} for s in spec.sites]
-    leads = [{"name": e, "type": "admin", "org": RESEARCHER_ORG, "role": RESEARCHER_ROLE}
-             for e in spec.researcher_emails]
+    leads = [
+        {"name": e, "type": "admin", "org": RESEARCHER_ORG, "role": RESEARCHER_ROLE}
+        for e in spec.researcher_emails
+    ]
     operator = {"name": spec.operator_email, "type": "admin", "org": HUB_ORG, "role": OPERATOR_ROLE}
     return [server, *clients, *leads, operator]
 
