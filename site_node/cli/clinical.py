@@ -17,11 +17,16 @@ omop_app = typer.Typer(
 
 
 def _print_counts(title: str, payload: dict[str, Any]) -> None:
+    """A summary for people: one line a field; a nested count table on its own indented line."""
     typer.echo(title)
     for key, value in payload.items():
         if isinstance(value, dict):
             inner = ", ".join(f"{k}={v}" for k, v in value.items() if not isinstance(v, dict))
             typer.echo(f"  {key}: {inner or '-'}")
+            for name, table in value.items():
+                if isinstance(table, dict) and table:
+                    shown = ", ".join(f"{k}={v}" for k, v in table.items())
+                    typer.echo(f"    {name.replace('_', ' ')}: {shown}")
         else:
             typer.echo(f"  {key}: {value}")
 

@@ -364,3 +364,17 @@ def test_files_that_are_not_fhir_are_ignored(sqlite_home: Path) -> None:
     summary = ingest_fhir(open_site(sqlite_home), [src], workers=1)
     assert summary.files_ignored == 2 and summary.rows["person"] == 1
     assert summary.quarantined == {"malformed_json": 1}
+
+
+def test_cli_summary_for_people_lists_reasons_and_fields_never_values(sqlite_home: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    invalid = observation("o-bad", "p1", "2339-0", 1.0, "mg/dL")
+    invalid["effectiveDateTime"] = "not-a-date SECRETVALUE"
+    src = sqlite_home.parent / "in"
+    write_ndjson(src / "Patient.ndjson", [patient("p1", "MRN-1")])
+    write_ndjson(src / "Observation.ndjson", [invalid, observation("o1", "p1", "2339-0", 5.0, "mg/dL")])
+    main(["fhir", str(src), "--home", str(sqlite_home), "--workers", "1"])
+    out = capsys.readouterr().out
+    assert "  quarantined: total=1" in out
+    assert "    by reason: validation_failed=1" in out
+    assert "    by field: Observation.effectiveDateTime=1" in out
+    assert "SECRETVALUE" not in out and "MRN-1" not in out
