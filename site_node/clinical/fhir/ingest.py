@@ -321,13 +321,16 @@ def bulk_gc() -> Iterator[None]:
     (``gc.freeze``) and young collections wait for 20,000 allocations. Restored afterwards.
     """
     threshold = gc.get_threshold()
-    gc.freeze()
+    freeze = gc.get_freeze_count() == 0  # a host process that froze objects itself keeps its freeze
+    if freeze:
+        gc.freeze()
     gc.set_threshold(max(threshold[0], 20_000), threshold[1], threshold[2])
     try:
         yield
     finally:
         gc.set_threshold(*threshold)
-        gc.unfreeze()
+        if freeze:
+            gc.unfreeze()
 
 
 def ingest_fhir(

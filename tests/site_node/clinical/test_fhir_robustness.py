@@ -590,3 +590,11 @@ def test_a_run_restores_the_garbage_collector(sqlite_home: Path) -> None:
         assert gc.get_threshold()[0] >= 20_000 and gc.get_freeze_count() > 0
         raise RuntimeError("a run that fails")
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+    gc.freeze()  # a host process that froze its own objects keeps them frozen
+    try:
+        frozen = gc.get_freeze_count()
+        with bulk_gc():
+            pass
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
