@@ -57,11 +57,16 @@ def _cpu() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+def _lines(folder: Path) -> list[bytes]:
+    """Every non-blank ndjson line under ``folder`` (read before a timed loop starts)."""
+    return [ln for p in sorted(folder.glob("*.ndjson")) for ln in p.read_bytes().split(b"\n") if ln.strip()]
+
+
 def bare_rate(folder: Path) -> tuple[int, float, float]:
     """Resources, wall seconds and CPU seconds of json.loads + R4B model_validate of every line."""
     from fhir.resources.R4B import get_fhir_model_class
 
-    lines = [ln for p in sorted(folder.glob("*.ndjson")) for ln in p.read_bytes().split(b"\n") if ln.strip()]
+    lines = _lines(folder)
     start, cpu = time.perf_counter(), _cpu()
     for line in lines:
         obj = json.loads(line)
@@ -78,7 +83,7 @@ def tuned_bare_rate(folder: Path) -> tuple[int, float, float]:
     import orjson
     from fhir.resources.R4B import get_fhir_model_class
 
-    lines = [ln for p in sorted(folder.glob("*.ndjson")) for ln in p.read_bytes().split(b"\n") if ln.strip()]
+    lines = _lines(folder)
     models: dict[str, type] = {}
     start, cpu = time.perf_counter(), _cpu()
     for line in lines:

@@ -149,12 +149,13 @@ def discover(sources: Iterable[Path], ignored: Counter[str] | None = None) -> li
                     ignored["files"] += 1
                 continue
             kind = "ndjson" if path.name.lower().endswith(_NDJSON) else "json"
-            if not _maybe_fhir(path, kind):  # a bulk-export log or manifest, a generator's metadata
+            maybe_fhir, resource_type = _inspect(path, kind)
+            if not maybe_fhir:  # a bulk-export log or manifest, a generator's metadata
                 if ignored is not None:
                     ignored["files"] += 1
                 continue
             name = str(path.relative_to(src)) if src.is_dir() else path.name
-            found.append(SourceFile(path, name, kind, _first_type(path) if kind == "ndjson" else None))
+            found.append(SourceFile(path, name, kind, resource_type))
     found.sort(key=lambda f: (f.kind != "ndjson", priority(f.resource_type), f.name))
     return found
 
@@ -171,37 +172,41 @@ def read_source(path: Path) -> bytes:
     return data
 
 
-def _maybe_fhir(path: Path, kind: str) -> bool:
-    """False for a file that holds no FHIR resource: an ndjson file whose first line is a JSON object
-    without ``resourceType``, a ``.json`` file that never says ``"resourceType"``. Bulk-data exports
-    put their manifest and log beside the resource files; generators add metadata files.
+#: How much of a ``.json`` file is read first when looking for ``"resourceType"``.
+_PEEK_BYTES = 1 << 16
 
-    Anything unreadable or not parseable is left to the ingest, which quarantines it.
+
+def _inspect(path: Path, kind: str) -> tuple[bool, str | None]:
+    """Whether ``path`` may hold FHIR resources, and the resourceType its first ndjson line names.
+
+    A file holds no FHIR when it is an ndjson file whose first non-blank line is a JSON object
+    without ``resourceType``, or a ``.json`` file that never says ``"resourceType"`` (bulk-data
+    exports put their manifest and log beside the resource files; generators add metadata files).
+    One open per file: the first line for ndjson; for ``.json`` the first 64 KiB, and the rest only
+    when the name was not in them. Anything unreadable or not parseable is left to the ingest,
+    which quarantines it.
     """
     try:
-        if kind == "ndjson":
-            with _open(path) as handle:
-                first = b""
-                while not first.strip():
-                    line = handle.readline(1 << 20)
-                    if not line:
-                        return True
-                    first = line
-            obj = parse_json(first)
-        else:  # every FHIR JSON document names a resourceType somewhere
-            return b'"resourceType"' in read_source(path)
-    except (*_READ_ERRORS, ValueError):
-        return True
-    return not (isinstance(obj, dict) and "resourceType" not in obj)
-
-
-def _first_type(path: Path) -> str | None:
-    try:
         with _open(path) as handle:
-            match = _TYPE_RE.search(handle.readline(65536))
+            if kind != "ndjson":  # every FHIR JSON document names a resourceType somewhere
+                head = handle.read(_PEEK_BYTES)
+                if b'"resourceType"' in head:
+                    return True, None
+                return b'"resourceType"' in head[-16:] + handle.read(), None  # the name may straddle
+            line = handle.readline(1 << 20)
+            match = _TYPE_RE.search(line[:65536])
+            resource_type = match.group(1).decode() if match else None
+            while line and not line.strip():
+                line = handle.readline(1 << 20)
     except _READ_ERRORS:
-        return None
-    return match.group(1).decode() if match else None
+        return True, None
+    if not line:
+        return True, resource_type
+    try:
+        obj = parse_json(line)
+    except ValueError:
+        return True, resource_type
+    return not (isinstance(obj, dict) and "resourceType" not in obj), resource_type
 
 
 def medication_index(files: list[SourceFile]) -> dict[str, Any]:
@@ -318,7 +323,8 @@ def bulk_gc() -> Iterator[None]:
     records live until written; with the default thresholds they trigger a young collection every
     700 of them and, now and then, a full one over everything the process holds. The objects that
     exist when the run starts (modules, models, caches) are moved out of the collector's way
-    (``gc.freeze``) and young collections wait for 20,000 allocations. Restored afterwards.
+    (``gc.freeze``) and young collections wait for 20,000 allocations. Restored afterwards. Worker
+    processes are forked inside this block and inherit the same settings.
     """
     threshold = gc.get_threshold()
     freeze = gc.get_freeze_count() == 0  # a host process that froze objects itself keeps its freeze

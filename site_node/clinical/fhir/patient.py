@@ -93,11 +93,6 @@ def _record_number(ident: Any) -> bool:
     return not (_type_codes(ident) & _NOT_RECORD_TYPES)
 
 
-def find_mrn(patient: Any, mrn_system: str | None) -> str | None:
-    """The identifier that keys a patient (see :func:`patient_id_of`), None when there is none."""
-    return patient_id_of(patient, mrn_system)[0]
-
-
 def patient_id_of(patient: Any, mrn_system: str | None) -> tuple[str | None, str]:
     """The identifier that keys a patient (pseudonym, person_id, date offset) and the rule that found it.
 

@@ -7,7 +7,6 @@ write to the database; they only read the vocabulary. Every failure is turned in
 
 from __future__ import annotations
 
-import gc
 import json
 import re
 from collections import Counter
@@ -436,8 +435,6 @@ def init_worker(
     """Process-pool initializer: build this process's :class:`FhirWorker`."""
     global _STATE
     _STATE = FhirWorker(key, db_url, mrn_system, known_hashes, medications)
-    gc.freeze()  # as in the parent (ingest.bulk_gc): a worker process lives for one run
-    gc.set_threshold(max(gc.get_threshold()[0], 20_000), *gc.get_threshold()[1:])
 
 
 def run_task(task: Task) -> ChunkResult:

@@ -271,8 +271,7 @@ class OmopWriter:
         source_rows: list[list[Any]] = []
         now = utcnow()
         for item in list(by_source.values()):
-            ref = item.patient_key or ""
-            found = new_patients.get(ref) or self.patients.get(ref)
+            found = self._person(new_patients, item)
             if found is None or found.pseudonym in self.withdrawn:
                 if found is None:
                     outcome.unresolved.append(item)

@@ -378,3 +378,14 @@ def test_cli_summary_for_people_lists_reasons_and_fields_never_values(sqlite_hom
     assert "    by reason: validation_failed=1" in out
     assert "    by field: Observation.effectiveDateTime=1" in out
     assert "SECRETVALUE" not in out and "MRN-1" not in out
+
+
+def test_large_json_files_are_told_apart_past_the_first_read(sqlite_home: Path) -> None:
+    """A .json file is first read 64 KiB deep; a resourceType named later still counts as FHIR."""
+    src = sqlite_home.parent / "in"
+    src.mkdir()
+    late = {"meta": {"tag": [{"code": "x" * 70_000}]}, **patient("p1", "MRN-1")}  # resourceType after 64 KiB
+    (src / "late.json").write_text(json.dumps(late))
+    (src / "big-metadata.json").write_text(json.dumps({"notes": "y" * 100_000, "output": []}))
+    summary = ingest_fhir(open_site(sqlite_home), [src], workers=1)
+    assert summary.files_ignored == 1 and summary.rows["person"] == 1
