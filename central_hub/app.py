@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from typing import Any
 
@@ -140,20 +139,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _validation_response(exc)
 
 
-def _optional_router(module: str) -> Any | None:
-    """``module.router`` when that module exists (e.g. the jobs package), else None."""
-    try:
-        return importlib.import_module(module).router
-    except ModuleNotFoundError as exc:
-        if exc.name and module.startswith(exc.name):
-            return None
-        raise
-
-
 def create_app(settings: HubSettings | None = None) -> FastAPI:
     """Build the hub application for ``settings`` (``$HUB_HOME`` settings by default)."""
     from central_hub.auth.routes import router as token_router
     from central_hub.catalog.routes import router as catalog_router
+    from central_hub.jobs.routes import router as jobs_router
     from central_hub.status import router as status_router
     from central_hub.web.routes import mount_static
     from central_hub.web.routes import router as web_router
@@ -166,11 +156,8 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     _install_error_handlers(app)
-    for router in (catalog_router, token_router, status_router, web_router):
+    for router in (catalog_router, token_router, status_router, web_router, jobs_router):
         app.include_router(router)
-    jobs_router = _optional_router("central_hub.jobs.routes")
-    if jobs_router is not None:
-        app.include_router(jobs_router)
     mount_static(app)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness")

@@ -229,28 +229,15 @@ def status(home: HomeOption = None, json_out: JsonOption = False) -> None:
         typer.echo(f"  {s['name']:<24} last published: {s['last_published_at'] or 'never'}")
 
 
-def _optional(module: str) -> Any | None:
-    """Import an optional companion module (jobs, provisioning); None when it is not in this build."""
-    import importlib
+def _register_companions() -> None:
+    from central_hub.jobs.cli import job_app
+    from central_hub.provision.cli import register as register_provisioning
 
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name and (module == exc.name or module.startswith(exc.name + ".")):
-            return None
-        raise
+    app.add_typer(job_app, name="job")
+    register_provisioning(app)
 
 
-def _register_optional() -> None:
-    jobs = _optional("central_hub.jobs.cli")
-    if jobs is not None:
-        app.add_typer(jobs.job_app, name="job")
-    provisioning = _optional("infra.provision.cli")
-    if provisioning is not None:
-        provisioning.register(app)
-
-
-_register_optional()
+_register_companions()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -59,6 +59,9 @@ def _imports(package: str) -> set[tuple[str, str]]:
         ("central_hub", "site_node"),
         ("common", "site_node"),
         ("common", "central_hub"),
+        ("site_node", "infra"),
+        ("central_hub", "infra"),
+        ("common", "infra"),
     ],
 )
 def test_packages_do_not_import_each_other(package: str, forbidden: str) -> None:

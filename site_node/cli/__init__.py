@@ -19,22 +19,12 @@ app = typer.Typer(
 )
 
 
-def _register_all() -> None:
-    from site_node.cli import admin
+from site_node.cli import admin, clinical, deid, publish, synth, training  # noqa: E402
 
-    admin.register(app)
-    for name in ("synth", "deid", "clinical", "publish", "training"):
-        try:
-            module = __import__(f"site_node.cli.{name}", fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            # a stage module not present in this build; anything else is a real error
-            if exc.name != f"site_node.cli.{name}":
-                raise
-            continue
-        module.register(app)
-
-
-_register_all()
+# Every command group is registered here, by name: a broken import fails loudly instead of
+# hiding a command.
+for _module in (admin, synth, deid, clinical, publish, training):
+    _module.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from central_hub.provision.cli import provision_command
 from infra.deploy.wait_ports import main as wait_main
 from infra.deploy.wait_ports import server_endpoints
-from infra.provision.cli import provision_command
 from tests.infra.deploy_harness import DEPLOY, REPO, free_ports, script_env
 
 SCRIPTS = sorted(DEPLOY.glob("*.sh"))

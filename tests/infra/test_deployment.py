@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from infra.provision.cli import provision_command
+from central_hub.provision.cli import provision_command
 from tests.infra.deploy_harness import (
     DEPLOY,
     REPO,

@@ -302,13 +302,10 @@ class _Quarantine:
 
 
 def _record_reid(site: SiteContext, pz: Any, patients: list[PatientInfo]) -> None:
-    """Record new patients in the encrypted re-identification table when the DICOM stage provides it."""
+    """Record new patients in the encrypted re-identification table."""
+    from site_node.reid import ReidTable
+
     if not patients:
-        return
-    try:
-        from site_node.reid import ReidTable
-    except ImportError:  # the DICOM stage is not installed in this build
-        log.debug("re-identification table not available; %d patients not recorded", len(patients))
         return
     ReidTable(site.settings, pz).record_many(
         (info.pseudonym, "patient", {"PatientID": info.mrn}) for info in patients

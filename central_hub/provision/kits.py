@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from central_hub.provision.project import ProvisionSpec, write_project_yml
 from common.errors import ConfigError, RemoteError
-from infra.provision.project import ProvisionSpec, write_project_yml
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """``central-hub provision``: render project.yml and run ``nvflare provision``.
 
-The hub's CLI wires this in with ``infra.provision.cli.register(app)`` (or calls
+The hub's CLI wires this in with ``central_hub.provision.cli.register(app)`` (or calls
 :func:`provision_command` from its own command). Errors are :mod:`common.errors` subclasses; the
 hub CLI translates them to messages and exit codes.
 """
@@ -13,8 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
-from infra.provision.kits import provision
-from infra.provision.project import DEFAULT_ADMIN_DOMAIN, DEFAULT_OPERATOR, ProvisionSpec, parse_names
+from central_hub.provision.kits import provision
+from central_hub.provision.project import DEFAULT_ADMIN_DOMAIN, DEFAULT_OPERATOR, ProvisionSpec, parse_names
 
 
 def provision_command(

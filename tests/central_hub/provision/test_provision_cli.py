@@ -9,8 +9,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from central_hub.provision.cli import provision_command, register
 from common.errors import InputError
-from infra.provision.cli import provision_command, register
 
 pytest.importorskip("nvflare")
 

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from common.errors import InputError
-from infra.provision.project import (
+from central_hub.provision.project import (
     ProvisionSpec,
     admin_email,
     load_template,
@@ -16,6 +15,7 @@ from infra.provision.project import (
     render_project,
     write_project_yml,
 )
+from common.errors import InputError
 
 
 def _spec(**kw: object) -> ProvisionSpec:
@@ -119,7 +119,7 @@ def test_provision_cli_module_is_light() -> None:
     import sys
 
     code = (
-        "import sys, infra.provision.cli; "
+        "import sys, central_hub.provision.cli; "
         "print(sorted(m for m in ('nvflare', 'torch', 'yaml') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

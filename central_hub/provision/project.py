@@ -189,6 +189,6 @@ def write_project_yml(spec: ProvisionSpec, path: Path, template: Path = TEMPLATE
 
     project = render_project(spec, template)
     path.parent.mkdir(parents=True, exist_ok=True)
-    header = "# Rendered by infra/provision/project.py from project.template.yml; edit the template.\n"
+    header = "# Rendered by central_hub/provision/project.py from project.template.yml; edit the template.\n"
     path.write_text(header + yaml.safe_dump(project, sort_keys=False), encoding="utf-8")
     return path
