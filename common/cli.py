@@ -20,6 +20,8 @@ from common.logging import configure_logging
 
 #: Exit status of an unexpected internal error (EX_SOFTWARE).
 EX_SOFTWARE = 70
+#: Files and folders the CLIs create are the owner's only (databases, exports, logs, backups).
+CLI_UMASK = 0o077
 
 
 def run_app(app: typer.Typer, argv: list[str] | None, *, debug_env: str, crash_hint: str = "") -> None:
@@ -35,6 +37,7 @@ def run_app(app: typer.Typer, argv: list[str] | None, *, debug_env: str, crash_h
         SystemExit: with the command's exit status, whenever it is not 0.
     """
     configure_logging("WARNING")
+    previous_umask = os.umask(CLI_UMASK)
     try:
         code = app(args=argv, standalone_mode=False)
     except PlatformError as exc:
@@ -56,6 +59,8 @@ def run_app(app: typer.Typer, argv: list[str] | None, *, debug_env: str, crash_h
         # a bug: report where, never what
         _report_crash(exc, debug_env, crash_hint)
         raise SystemExit(EX_SOFTWARE) from None
+    finally:
+        os.umask(previous_umask)  # only matters when called in-process (tests)
     # click returns typer.Exit codes instead of raising when not in standalone mode
     if isinstance(code, int) and code != 0:
         raise SystemExit(code)

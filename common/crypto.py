@@ -11,14 +11,21 @@ same patient gets the same pseudonym in DICOM, FHIR and OMOP. Derivations (all d
 * UID: ``2.25.`` + decimal of the first 16 bytes of ``digest("uid", original_uid)`` (at most 44
   characters, a valid DICOM UID);
 * date offset: ``-(1 + int(first 4 bytes of digest("date_offset", patient_id)) % 3650)`` whole
-  days, i.e. in [-3650, -1], never zero.
+  days, i.e. in [-3650, -1], never zero;
+* key check value: hex ``HMAC-SHA256(key, b"fedimaging/v1/key-check")``, stored at init in the site
+  database and the re-identification store so a wrong or regenerated key is refused (the label holds
+  no NUL byte, so no ``digest`` input can equal it).
+
+This module is the only one that reads, writes or holds key bytes (key file, backups, restores).
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import hmac
+import json
 import os
 import secrets
 import stat
@@ -28,7 +35,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from common.errors import InputError, KeyFileError
+from common.errors import InputError, KeyFileError, KeyMismatchError
 
 KEY_BYTES = 32
 KEY_FILE_NAME = "site.key"
@@ -48,6 +55,7 @@ NAMESPACE_PREFIX: dict[str, str] = {
     "other": "O",
 }
 _NONCE_BYTES = 12
+_CHECK_LABEL = _DOMAIN + b"key-check"
 
 
 def generate_key() -> bytes:
@@ -125,6 +133,11 @@ class Pseudonymizer:
         self._prefixes: dict[str, bytes] = {}
 
     @classmethod
+    def from_file(cls, path: Path) -> Pseudonymizer:
+        """The pseudonymizer of the key file at ``path`` (see :func:`load_key`)."""
+        return cls(load_key(path))
+
+    @classmethod
     def ephemeral(cls) -> Pseudonymizer:
         """A pseudonymizer with a random key that is never stored (anonymization mode)."""
         return cls(generate_key())
@@ -166,6 +179,14 @@ class Pseudonymizer:
         raw = int.from_bytes(self.digest(namespace, value)[:8], "big")
         return 1 + raw % ((1 << bits) - 1)
 
+    def check_value(self) -> str:
+        """The key check value: hex HMAC-SHA256 of a fixed label (identifies the key, reveals nothing)."""
+        return hmac.new(self._key, _CHECK_LABEL, hashlib.sha256).hexdigest()
+
+    def matches(self, check_value: str) -> bool:
+        """True when ``check_value`` was made with this key (constant-time comparison)."""
+        return hmac.compare_digest(self.check_value(), str(check_value))
+
     def subkey(self, purpose: str) -> bytes:
         """A 32-byte key for ``purpose`` derived with HKDF-SHA256 (e.g. the re-identification table)."""
         return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_DOMAIN + purpose.encode()).derive(
@@ -198,3 +219,134 @@ def open_sealed(key: bytes, blob: bytes, associated_data: bytes = b"") -> bytes:
 def sha256_hex(data: bytes) -> str:
     """Hex SHA-256 of ``data`` (content hashes for journals and ledgers; not for identifiers)."""
     return hashlib.sha256(data).hexdigest()
+
+
+# ----------------------------------------------------------------------------- key backup
+
+BACKUP_FORMAT = "fedimaging-site-key-backup"
+BACKUP_VERSION = 1
+#: scrypt cost of new backups (N = 2**17, r = 8, p = 1: 128 MiB and about half a second).
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**17, 8, 1
+_SCRYPT_N_RANGE = (2**14, 2**20)  # what a backup file may ask for (a crafted file cannot exhaust memory)
+MIN_PASSPHRASE_CHARS = 12
+
+
+def _passphrase_key(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+    return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase.encode("utf-8"))
+
+
+def _backup_header(kdf: dict[str, object], check_value: str) -> dict[str, object]:
+    return {"format": BACKUP_FORMAT, "version": BACKUP_VERSION, "kdf": kdf, "check_value": check_value}
+
+
+def _aad(header: dict[str, object]) -> bytes:
+    return json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+
+
+def backup_key(key_path: Path, passphrase: str) -> bytes:
+    """The site key encrypted under ``passphrase`` (scrypt + AES-256-GCM), as JSON bytes.
+
+    The file names its format, the scrypt parameters and salt, and the key's check value (so a
+    restore can tell which site's data the backup belongs to before asking for the passphrase); the
+    header is authenticated as associated data.
+
+    Args:
+        key_path: the site key file.
+        passphrase: at least :data:`MIN_PASSPHRASE_CHARS` characters.
+
+    Raises:
+        InputError: the passphrase is too short.
+        KeyFileError: the key file is missing or unsafe.
+    """
+    if len(passphrase) < MIN_PASSPHRASE_CHARS:
+        raise InputError(
+            f"the backup passphrase must have at least {MIN_PASSPHRASE_CHARS} characters", field="passphrase"
+        )
+    key = load_key(key_path)
+    salt = secrets.token_bytes(16)
+    kdf = {"name": "scrypt", "n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P, "salt": _b64(salt)}
+    header = _backup_header(kdf, Pseudonymizer(key).check_value())
+    sealed = seal(_passphrase_key(passphrase, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P), key, _aad(header))
+    return (json.dumps({**header, "sealed_key": _b64(sealed)}, indent=2) + "\n").encode()
+
+
+def backup_check_value(blob: bytes) -> str:
+    """The check value a backup file declares (readable without the passphrase).
+
+    Raises:
+        InputError: the file is not a site key backup.
+    """
+    return _parse_backup(blob)[0]["check_value"]  # type: ignore[return-value]
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _parse_backup(blob: bytes) -> tuple[dict[str, object], bytes, bytes, tuple[int, int, int]]:
+    try:
+        doc = json.loads(blob)
+        kdf = doc["kdf"]
+        header = _backup_header(kdf, str(doc["check_value"]))
+        ok = doc.get("format") == BACKUP_FORMAT and doc.get("version") == BACKUP_VERSION
+        n, r, p = int(kdf["n"]), int(kdf["r"]), int(kdf["p"])
+        salt, sealed = base64.b64decode(kdf["salt"]), base64.b64decode(doc["sealed_key"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise InputError("not a site key backup file", field="backup_file") from None
+    in_range = _SCRYPT_N_RANGE[0] <= n <= _SCRYPT_N_RANGE[1] and n & (n - 1) == 0 and 1 <= r <= 16 and p == 1
+    if not ok or kdf.get("name") != "scrypt" or not in_range:
+        raise InputError("unsupported site key backup format or parameters", field="backup_file")
+    return header, salt, sealed, (n, r, p)
+
+
+def restore_key(phi_dir: Path, blob: bytes, passphrase: str, expected_check: str | None) -> Path:
+    """Decrypt a key backup, check it against the site's check value and install it as the site key.
+
+    A different key already in place is kept beside it as ``site.key.replaced-<UTC time>`` (0600):
+    data may have been made with it after the original was lost.
+
+    Args:
+        phi_dir: the site's PHI folder.
+        blob: the backup file's bytes (from :func:`backup_key`).
+        passphrase: the backup's passphrase.
+        expected_check: the check value stored with the site's data (None: the home holds no data
+            made with a key, any backup is accepted).
+
+    Returns:
+        The path of the installed key file.
+
+    Raises:
+        InputError: not a backup file, or a wrong passphrase / damaged file.
+        KeyMismatchError: the backup's key is not the one the site's data was made with.
+    """
+    header, salt, sealed, (n, r, p) = _parse_backup(blob)
+    if expected_check is not None and not hmac.compare_digest(str(header["check_value"]), expected_check):
+        raise KeyMismatchError(
+            "this backup holds another key than the one this site's data was made with (its check "
+            "value differs); nothing was changed. Use the backup made for this site.",
+            field="backup_file",
+        )
+    try:
+        key = open_sealed(_passphrase_key(passphrase, salt, n, r, p), sealed, _aad(header))
+    except InputError:
+        raise InputError(
+            "wrong passphrase, or the backup file is damaged; nothing was changed", field="passphrase"
+        ) from None
+    if len(key) != KEY_BYTES or not Pseudonymizer(key).matches(str(header["check_value"])):
+        raise InputError("the backup file is damaged; nothing was changed", field="backup_file")
+    current = phi_dir / KEY_FILE_NAME
+    if current.exists() and not hmac.compare_digest(current.read_bytes(), key):
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        os.replace(current, phi_dir / f"{KEY_FILE_NAME}.replaced-{stamp}")
+    return write_key(phi_dir, key, overwrite=True)
+
+
+def key_check_value(key_path: Path) -> str:
+    """The check value of the key in ``key_path``.
+
+    Raises:
+        KeyFileError: the key file is missing or unsafe.
+    """
+    return Pseudonymizer.from_file(key_path).check_value()

@@ -48,6 +48,12 @@ class KeyFileError(ConfigError):
     code = "key_file_error"
 
 
+class KeyMismatchError(ConfigError):
+    """The site key is not the one the site's data was made with, or it is missing beside such data."""
+
+    code = "key_mismatch"
+
+
 class InputError(PlatformError):
     """Input data or arguments are invalid (exit 65, EX_DATAERR)."""
 

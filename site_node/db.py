@@ -75,8 +75,10 @@ outbound_ledger = Table(
     Column("size_bytes", BigInteger, nullable=False),
     Column("job_id", String(64)),
     Column("round", Integer),
-    Column("status", String(16), nullable=False),  # sent | failed | dry_run
+    # written ahead: pending before the bytes leave, then sent | failed (or dry_run, nothing sent)
+    Column("status", String(16), nullable=False),
     Column("note", Text),
+    Column("completed_at", DateTime(timezone=True)),  # when the outcome was recorded
     # a copy of the exact bytes, so the admin can show what left (not kept above ARCHIVE_MAX_BYTES)
     Column("payload", LargeBinary),
 )
@@ -89,6 +91,15 @@ withdrawal = Table(
     Column("withdrawn_at", DateTime(timezone=True), nullable=False),
     Column("operator", String(64)),
     Column("counts", JSON),
+)
+
+#: The site key's check value (``Pseudonymizer.check_value``), one row written at init — never the key.
+site_key_check = Table(
+    "site_key_check",
+    site_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),  # always 1
+    Column("check_value", String(64), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
 )
 
 

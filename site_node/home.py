@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.config import SITE_TOML, SiteSettings, load_site_settings
-from common.crypto import KEY_FILE_NAME, Pseudonymizer, load_key, write_key
+from common.crypto import KEY_FILE_NAME, Pseudonymizer, write_key
 from common.errors import ConfigError
+from site_node.clinical.omop.conformance import ensure_cdm_source, refresh_cdm_source
 from site_node.db import get_engine, upgrade_database
+from site_node.keycheck import data_made_with_key, record_check_value, refuse_missing_key, verify_site_key
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,9 @@ def init_home(
 ) -> SiteSettings:
     """Create a site node's home: folders, key, ``site.toml`` and the database schema.
 
-    Re-running on an existing home keeps its key and settings and only upgrades the schema.
+    Re-running on an existing home keeps its key and settings and only upgrades the schema. A new
+    key is written only where no data made with a key exists; the key's check value is stored in
+    the site database and the re-identification store, and an existing key is checked against it.
 
     Args:
         home: the folder to create.
@@ -56,6 +60,10 @@ def init_home(
 
     Returns:
         The loaded settings.
+
+    Raises:
+        KeyMismatchError: the home holds data but no key (restore it), or the key is not the one
+            its data was made with (exit 78).
     """
     home = home.expanduser().resolve()
     home.mkdir(parents=True, exist_ok=True)
@@ -94,10 +102,17 @@ def init_home(
     for private in (settings.phi_dir, settings.quarantine_dir):
         private.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(private, 0o700)
+    upgrade_database(settings.database_url)
+    engine = get_engine(settings.database_url)
     if not (settings.phi_dir / KEY_FILE_NAME).exists():
+        if data_made_with_key(settings, engine):
+            refuse_missing_key(settings, engine)  # refuses: a new key would split every patient in two
         write_key(settings.phi_dir)
         log.info("created a new site key")
-    upgrade_database(settings.database_url)
+        # no data depends on an earlier check value (if any): the new key's replaces it
+        record_check_value(settings, engine, SiteContext(settings).load_pseudonymizer(), replace=True)
+    verify_site_key(settings, engine)
+    refresh_cdm_source(engine, settings.site_id)
     return settings
 
 
@@ -113,19 +128,41 @@ class SiteContext:
         return get_engine(self.settings.database_url)
 
     def pseudonymizer(self) -> Pseudonymizer:
-        """Load the key and return the site's pseudonymizer (raises KeyFileError when unsafe)."""
-        return Pseudonymizer(load_key(self.settings.phi_dir / KEY_FILE_NAME))
+        """Load the key, check it against the stored check value and return the site's pseudonymizer.
+
+        Raises:
+            KeyFileError: the key file is missing or unsafe.
+            KeyMismatchError: the key is not the one the site's data was made with.
+        """
+        return verify_site_key(self.settings, self.engine)
+
+    def load_pseudonymizer(self) -> Pseudonymizer:
+        """The pseudonymizer of the key file as it is, unchecked (init and restore only)."""
+        return Pseudonymizer.from_file(self.settings.phi_dir / KEY_FILE_NAME)
 
 
-def open_site(home: Path | str | None = None, *, upgrade: bool = True) -> SiteContext:
+def open_site(
+    home: Path | str | None = None, *, upgrade: bool = True, verify_key: bool = True
+) -> SiteContext:
     """Open an initialised site home (``$SITE_NODE_HOME`` by default).
+
+    Args:
+        home: the home folder (``$SITE_NODE_HOME`` when None).
+        upgrade: create or upgrade the database schema first.
+        verify_key: check the site key against the stored check value before anything else
+            (only ``status`` and ``key restore`` skip it: they report or repair a wrong key).
 
     Raises:
         ConfigError: the home is not initialised or its settings are invalid.
+        KeyMismatchError: the key is missing beside data, or is not the one the data was made with.
     """
     settings = load_site_settings(home)
     if not (settings.home / SITE_TOML).exists():
         raise ConfigError("site home is not initialised; run 'site-node init'", field="home")
+    site = SiteContext(settings)
     if upgrade:
         upgrade_database(settings.database_url)
-    return SiteContext(settings)
+        ensure_cdm_source(site.engine, settings.site_id)  # databases made before cdm_source was filled
+    if verify_key:
+        verify_site_key(settings, site.engine)
+    return site

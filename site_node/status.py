@@ -8,10 +8,9 @@ from typing import Any
 
 from sqlalchemy import func, inspect, select, text
 
-from common.crypto import KEY_FILE_NAME, load_key
-from common.errors import PlatformError
 from site_node.db import ingest_journal, outbound_ledger, run_audit, withdrawal
 from site_node.home import SiteContext
+from site_node.keycheck import key_check_status
 
 log = logging.getLogger(__name__)
 
@@ -19,15 +18,18 @@ _TRACKED_COMMANDS = ("deid", "fhir", "csv", "curate", "publish", "withdraw")
 
 
 def _key_status(site: SiteContext) -> dict[str, Any]:
-    path = site.settings.phi_dir / KEY_FILE_NAME
+    """Key file, its check value against the stored ones, and the PHI folder's mode."""
     try:
-        load_key(path)
-    except PlatformError as exc:
-        return {"ok": False, "problem": exc.public_message}
+        check = key_check_status(site.settings, site.engine)
+    except Exception as exc:  # the stored check value is in the database: report, don't crash
+        log.warning("key check failed: %s", type(exc).__name__)
+        return {"ok": False, "problem": f"key check could not run ({type(exc).__name__})", "check": "failed"}
+    if not check["ok"]:
+        return check
     phi_mode = site.settings.phi_dir.stat().st_mode & 0o777
     if phi_mode & 0o077:
-        return {"ok": False, "problem": "phi/ folder is accessible by group or others; chmod 700 it"}
-    return {"ok": True, "problem": None}
+        return {**check, "ok": False, "problem": "phi/ folder is accessible by group or others; chmod 700 it"}
+    return check
 
 
 def _export_counts(export: Path) -> dict[str, int]:
@@ -93,10 +95,14 @@ def site_status(site: SiteContext) -> dict[str, Any]:
             ledger = conn.execute(
                 select(func.count(), func.coalesce(func.sum(outbound_ledger.c.size_bytes), 0))
             ).one()
+            pending = conn.execute(
+                select(func.count()).select_from(outbound_ledger).where(outbound_ledger.c.status == "pending")
+            ).scalar_one()
             status["database"] = {"ok": True, "problem": None}
             status["quarantined"] = {reason or "unknown": int(n) for reason, n in quarantined}
             status["last_runs"] = _last_runs(conn)
-            status["ledger"] = {"entries": int(ledger[0]), "bytes": int(ledger[1])}
+            # pending: written ahead, outcome never recorded (the process died while sending)
+            status["ledger"] = {"entries": int(ledger[0]), "bytes": int(ledger[1]), "pending": int(pending)}
             status["withdrawn_patients"] = int(
                 conn.execute(select(func.count()).select_from(withdrawal)).scalar_one()
             )

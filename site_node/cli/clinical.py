@@ -9,6 +9,7 @@ import typer
 
 from site_node.audit import audited_run
 from site_node.cli.options import HomeOption, JsonOption, emit_json
+from site_node.clinical.omop.conformance import refresh_cdm_source
 from site_node.home import open_site
 
 omop_app = typer.Typer(
@@ -51,6 +52,7 @@ def fhir(
             "quarantined": summary["quarantined"]["total"],
             "unmapped": summary["unmapped"]["total"],
         }
+    refresh_cdm_source(site.engine, site.settings.site_id)
     if json_out:
         emit_json(summary)
     else:
@@ -101,6 +103,7 @@ def csv_command(
     with audited_run(site.engine, "csv", {}) as run:
         summary = ingest_csv(site, file, dictionary).to_dict()
         run.counts = {"rows_read": summary["rows_read"], "rows": summary["rows"]}
+    refresh_cdm_source(site.engine, site.settings.site_id)
     if json_out:
         emit_json(summary)
     else:
@@ -110,10 +113,12 @@ def csv_command(
 @omop_app.command("report")
 def report(home: HomeOption = None, json_out: JsonOption = False) -> None:
     """Data-quality report of the OMOP database (checks from the official field-level spec)."""
+    from site_node.clinical.omop.conformance import conformance
     from site_node.clinical.omop.report import build_report
 
     site = open_site(home)
     result = build_report(site.engine)
+    result["conformance"] = conformance(site.engine)
     if json_out:
         emit_json(result)
         return
@@ -131,6 +136,29 @@ def report(home: HomeOption = None, json_out: JsonOption = False) -> None:
     for vocab, tally in result["unmapped_by_vocabulary"].items():
         typer.echo(f"unmapped {vocab}: {tally['percent_unmapped']}% of {tally['mapped'] + tally['unmapped']}")
     typer.echo(f"persons without observation period: {result['persons_without_observation_period']}")
+    _print_conformance(result["conformance"])
+
+
+def _print_conformance(check: dict[str, Any]) -> None:
+    source = check["cdm_source"][0] if len(check["cdm_source"]) == 1 else None
+    if source is None:
+        typer.echo(f"cdm_source: {len(check['cdm_source'])} rows (the OHDSI tools need exactly one)")
+    else:
+        typer.echo(
+            f"cdm_source: {source['cdm_source_name']} CDM {source['cdm_version']} "
+            f"(concept {source['cdm_version_concept_id']}), vocabulary {source['vocabulary_version']}, "
+            f"released {source['cdm_release_date']}"
+        )
+    typer.echo(f"note_nlp offset column: {check['note_nlp_offset_column']}")
+    ethnicity = check["ethnicity"]
+    shown = ", ".join(f"{k}={v}" for k, v in ethnicity["persons_by_ethnicity_concept_id"].items()) or "-"
+    typer.echo(
+        f"ethnicity_concept_id: {shown}; race_concept_id holding an ethnicity concept: "
+        f"{ethnicity['persons_with_ethnicity_concept_in_race']}"
+    )
+    stale = check["numeric_columns_not_numeric"]
+    typer.echo("NUMERIC columns as in the DDL: " + ("yes" if not stale else "no: " + ", ".join(stale)))
+    typer.echo("conformance: " + ("ok" if check["ok"] else "NOT ok"))
 
 
 @omop_app.command("load-vocabulary")
@@ -146,6 +174,7 @@ def load_vocabulary(
     with audited_run(site.engine, "load-vocabulary", {}) as run:
         counts = load_athena(site.engine, folder)
         run.counts = counts
+    refresh_cdm_source(site.engine, site.settings.site_id)  # the vocabulary version changed
     if json_out:
         emit_json(counts)
     else:
@@ -161,6 +190,7 @@ def sync_images_command(home: HomeOption = None, json_out: JsonOption = False) -
     with audited_run(site.engine, "sync-images", {}) as run:
         summary = sync_images(site).to_dict()
         run.counts = summary
+    refresh_cdm_source(site.engine, site.settings.site_id)
     if json_out:
         emit_json(summary)
     else:
@@ -184,6 +214,7 @@ def withdraw(
             "rows": result["rows"],
             "image_folders": result["image_folders"],
         }
+    refresh_cdm_source(site.engine, site.settings.site_id)
     if json_out:
         emit_json(result)
     else:

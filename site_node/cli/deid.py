@@ -26,12 +26,14 @@ def deid(
     json_out: JsonOption = False,
 ) -> None:
     """De-identify DICOM files into <patient>/<study>/<series>/<instance>.dcm (PS3.15 Basic + options)."""
+    from site_node.clinical.omop.conformance import refresh_cdm_source
     from site_node.deid.runner import run_deid
 
     site = open_site(home)
     count = workers or site.settings.max_workers or os.cpu_count() or 1
     if json_out:
         summary = run_deid(site, src, out, count, anonymize, retry_quarantined=retry_quarantined)
+        refresh_cdm_source(site.engine, site.settings.site_id)
         emit_json(summary.to_dict())
         return
     console = Console(stderr=True)
@@ -51,6 +53,7 @@ def deid(
         summary = run_deid(
             site, src, out, count, anonymize, progress=_progress, retry_quarantined=retry_quarantined
         )
+    refresh_cdm_source(site.engine, site.settings.site_id)
     typer.echo(
         f"files seen: {summary.files_seen}  written: {summary.written}  "
         f"skipped (already done): {summary.skipped}  quarantined: {summary.quarantined_total}"

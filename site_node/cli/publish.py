@@ -56,11 +56,19 @@ def ledger(
         Path | None,
         typer.Option("--export", help="Also write each archived payload to DIR/<id>-<kind>.bin."),
     ] = None,
+    status: Annotated[
+        str | None,
+        typer.Option("--status", help="Only rows with this status: pending, sent, failed, dry_run."),
+    ] = None,
     json_out: JsonOption = False,
 ) -> None:
-    """List every payload that left the site (time, destination, kind, SHA-256, size, status)."""
+    """List every payload that left the site (time, destination, kind, SHA-256, size, status).
+
+    ``pending`` rows were written before their bytes left and never got an outcome: the process
+    stopped while sending, so the payload may have reached its destination.
+    """
     site = open_site(home)
-    rows = list_ledger(site.engine, limit)
+    rows = list_ledger(site.engine, limit, status)
     if export is not None:
         _export_payloads(site, export)
     if json_out:

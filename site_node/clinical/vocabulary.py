@@ -351,6 +351,11 @@ def seed_concepts() -> list[dict[str, Any]]:
     return list(_read_athena(seed_folder() / "CONCEPT.csv", "concept"))
 
 
+def seed_rows(table_name: str) -> list[dict[str, Any]]:
+    """The rows of one seed vocabulary table (``vocabulary``, ``concept_class``, ``domain``, ``concept``)."""
+    return list(_read_athena(seed_folder() / f"{table_name.upper()}.csv", table_name))
+
+
 def load_seed(engine: Engine) -> dict[str, int]:
     """Load the shipped seed vocabulary unless concept 0 already exists (then it is a no-op)."""
     concept = cdm_table("concept")

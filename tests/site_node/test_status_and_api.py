@@ -35,7 +35,7 @@ def test_status_counts_ledger(site_home: Path, capsys: pytest.CaptureFixture[str
     site = open_site(site_home)
     record_outbound(site.engine, destination="http://hub", kind="cohort_summary", payload=b"{}" * 10)
     code, out, _ = _run(["status", "--home", str(site_home), "--json"], capsys)
-    assert json.loads(out)["ledger"] == {"entries": 1, "bytes": 20}
+    assert json.loads(out)["ledger"] == {"entries": 1, "bytes": 20, "pending": 0}
 
 
 def test_admin_api_requires_token(site_home: Path) -> None:

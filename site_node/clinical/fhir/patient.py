@@ -128,14 +128,33 @@ def patient_id_of(patient: Any, mrn_system: str | None) -> tuple[str | None, str
     return None, ""
 
 
-def _omb_code(patient: Any, url: str) -> str | None:
+#: The OMB ethnicity categories (CDC codes): Hispanic or Latino, Not Hispanic or Latino.
+_ETHNICITY_CODES = frozenset({"2135-2", "2186-5"})
+
+
+def _omb_codes(patient: Any, url: str) -> list[str]:
+    codes = []
     for ext in patient.extension or []:
         if ext.url != url:
             continue
         for sub in ext.extension or []:
             if sub.url == "ombCategory" and sub.valueCoding is not None and sub.valueCoding.code:
-                return str(sub.valueCoding.code)
-    return None
+                codes.append(str(sub.valueCoding.code).strip())
+    return codes
+
+
+def race_and_ethnicity_codes(patient: Any) -> tuple[str | None, str | None]:
+    """The CDC codes for ``race_concept_id`` and ``ethnicity_concept_id`` of a Patient.
+
+    The OMB ethnicity codes (2135-2, 2186-5) go to ethnicity only, wherever an export put them:
+    one found in the race extension is used for ethnicity when the ethnicity extension has none,
+    and never for race (race then takes the first other OMB race category, or none).
+    """
+    race = _omb_codes(patient, _RACE_URL)
+    ethnicity = [c for c in _omb_codes(patient, _ETHNICITY_URL) if c in _ETHNICITY_CODES]
+    ethnicity += [c for c in race if c in _ETHNICITY_CODES]
+    race = [c for c in race if c not in _ETHNICITY_CODES]
+    return (race[0] if race else None), (ethnicity[0] if ethnicity else None)
 
 
 def _shift(value: dt.datetime | None, days: int) -> dt.datetime | None:
@@ -198,10 +217,9 @@ def map_patient(patient: Any, ctx: MapContext, out: Mapped) -> None:
     pseudonym = pz.patient(mrn)
     # administrative-gender is a closed value set: anything else is dropped (concept 0, NULL source)
     gender, gender_code = ctx.code_of("FHIR Gender", patient.gender, "Patient.gender")
-    race, race_code = ctx.code_of("CDC Race", _omb_code(patient, _RACE_URL), "Patient.extension.us-core-race")
-    ethnicity, ethnicity_code = ctx.code_of(
-        "CDC Race", _omb_code(patient, _ETHNICITY_URL), "Patient.extension.us-core-ethnicity"
-    )
+    race_cdc, ethnicity_cdc = race_and_ethnicity_codes(patient)
+    race, race_code = ctx.code_of("CDC Race", race_cdc, "Patient.extension.us-core-race")
+    ethnicity, ethnicity_code = ctx.code_of("CDC Race", ethnicity_cdc, "Patient.extension.us-core-ethnicity")
     out.rows.append(
         (
             "person",
@@ -209,8 +227,11 @@ def map_patient(patient: Any, ctx: MapContext, out: Mapped) -> None:
                 "person_id": person_id,
                 "gender_concept_id": gender.concept_id,
                 **birth,
-                "race_concept_id": race.concept_id,
-                "ethnicity_concept_id": ethnicity.concept_id,
+                # a concept of the other domain (from a site's own vocabulary) is never stored
+                "race_concept_id": race.concept_id if race.domain_id in (None, "Race") else 0,
+                "ethnicity_concept_id": ethnicity.concept_id
+                if ethnicity.domain_id in (None, "Ethnicity")
+                else 0,
                 "person_source_value": pseudonym,
                 "gender_source_value": gender_code,
                 "gender_source_concept_id": 0,

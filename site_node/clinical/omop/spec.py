@@ -70,6 +70,15 @@ _MICDM_FKS: dict[tuple[str, str], tuple[str, str, str | None]] = {
 }
 
 
+def _field_name(raw: str) -> str:
+    """The column name: the CSV writes the reserved word ``offset`` (NOTE_NLP) as ``"offset"``.
+
+    Those quotes are SQL quoting in the official DDL, not part of the name; SQLAlchemy quotes
+    reserved words itself, so the column is created as ``offset`` exactly as the DDL names it.
+    """
+    return raw.strip().strip('"').lower()
+
+
 @lru_cache(maxsize=1)
 def load_spec() -> tuple[FieldSpec, ...]:
     """Every field of the CDM 5.4 and MI-CDM tables, in specification order."""
@@ -80,7 +89,7 @@ def load_spec() -> tuple[FieldSpec, ...]:
         fields.append(
             FieldSpec(
                 table=row["cdmTableName"].strip().lower(),
-                name=row["cdmFieldName"].strip().lower(),
+                name=_field_name(row["cdmFieldName"]),
                 required=row["isRequired"].strip() == "Yes",
                 datatype=row["cdmDatatype"].strip().lower(),
                 primary_key=row["isPrimaryKey"].strip() == "Yes",

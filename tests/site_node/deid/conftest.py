@@ -53,8 +53,8 @@ SOURCES = [
 
 def make_home(path: Path, cleared: list[str] | None = None) -> Path:
     """An initialised site home whose key is the fixed test key."""
+    write_key(path / "phi", TEST_KEY)  # before init: init keeps it and stores its check value
     init_home(path, "site-a")
-    write_key(path / "phi", TEST_KEY, overwrite=True)
     if cleared is not None:
         toml = path / "site.toml"
         toml.write_text(
