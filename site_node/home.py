@@ -161,8 +161,9 @@ def open_site(
         raise ConfigError("site home is not initialised; run 'site-node init'", field="home")
     site = SiteContext(settings)
     if upgrade:
-        upgrade_database(settings.database_url)
-        ensure_cdm_source(site.engine, settings.site_id)  # databases made before cdm_source was filled
+        upgrade_database(settings.database_url)  # schema only: the key check needs its table
     if verify_key:
-        verify_site_key(settings, site.engine)
+        verify_site_key(settings, site.engine)  # before any row is read or written
+    if upgrade:
+        ensure_cdm_source(site.engine, settings.site_id)  # databases made before cdm_source was filled
     return site

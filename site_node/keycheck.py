@@ -15,7 +15,6 @@ has rows, the key must first decrypt its oldest row.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, func, inspect, select
@@ -175,8 +174,3 @@ def key_check_status(settings: SiteSettings, engine: Engine) -> dict[str, Any]:
     stored = stored_check_values(settings, engine)
     recorded = all(value is not None for value in stored.values())
     return {"ok": True, "problem": None, "check": "matches" if recorded else "not recorded yet"}
-
-
-def key_path(settings: SiteSettings) -> Path:
-    """Where the site key lives."""
-    return settings.phi_dir / KEY_FILE_NAME

@@ -102,7 +102,7 @@ def conformance(engine: Engine) -> dict[str, Any]:
     with engine.connect() as conn:
         inspector = inspect(conn)
         offset = [c["name"] for c in inspector.get_columns("note_nlp") if "offset" in c["name"]]
-        by_ethnicity = dict(
+        by_ethnicity: dict[Any, Any] = dict(
             conn.execute(
                 select(person.c.ethnicity_concept_id, func.count()).group_by(person.c.ethnicity_concept_id)
             ).all()
