@@ -13,6 +13,7 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
@@ -21,6 +22,7 @@ from pydicom.data import get_testdata_file
 
 from common.crypto import Pseudonymizer, backup_key, restore_key, write_key
 from common.errors import InputError, KeyMismatchError
+from tests.conftest import fresh_postgres_database
 from tests.conftest import run_site_cli as _run
 from tests.site_node.clinical.conftest import MRN_SYSTEM, observation, patient, write_ndjson
 
@@ -279,3 +281,29 @@ def test_planted_key_never_reaches_logs_outputs_or_stores(
     assert PLANTED_KEY in (home / "phi" / "site.key").read_bytes()  # the search finds what it seeks
     for form in _encodings(PLANTED_KEY):
         assert not any(form in text for text in texts), form
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database (skips when the server is unreachable)."""
+    yield from fresh_postgres_database()
+
+
+@pytest.mark.postgres
+def test_wrong_key_refused_with_the_database_on_postgresql(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home, export = tmp_path / "site", _fhir_export(tmp_path / "fhir")
+    args = ["init", "--home", str(home), "--site-id", "site-k", "--db", pg_url, "--mrn-system", MRN_SYSTEM]
+    assert _run(args, capsys)[0] == 0
+    assert _run(["fhir", str(export), "--home", str(home), "--workers", "1"], capsys)[0] == 0
+    monkeypatch.setenv("SITE_NODE_KEY_PASSPHRASE", PASSPHRASE)
+    assert _run(["key", "backup", str(tmp_path / "k.backup"), "--home", str(home)], capsys)[0] == 0
+    (home / "phi" / "reid.db").unlink()  # only the database's copy of the check value is left
+    write_key(home / "phi", overwrite=True)
+    code, _, err = _run(["fhir", str(export), "--home", str(home), "--workers", "1"], capsys)
+    assert code == 78 and "site database" in err
+    code, out, _ = _run(["status", "--home", str(home), "--json"], capsys)
+    assert code == 1 and json.loads(out)["key"]["ok"] is False
+    assert _run(["key", "restore", str(tmp_path / "k.backup"), "--home", str(home)], capsys)[0] == 0
+    assert _run(["fhir", str(export), "--home", str(home), "--workers", "1"], capsys)[0] == 0
