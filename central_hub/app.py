@@ -144,6 +144,7 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
     from central_hub.auth.routes import router as token_router
     from central_hub.catalog.routes import router as catalog_router
     from central_hub.jobs.routes import router as jobs_router
+    from central_hub.jobs.routes import templates_router
     from central_hub.status import router as status_router
     from central_hub.web.routes import mount_static
     from central_hub.web.routes import router as web_router
@@ -156,7 +157,7 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     _install_error_handlers(app)
-    for router in (catalog_router, token_router, status_router, web_router, jobs_router):
+    for router in (catalog_router, token_router, status_router, web_router, jobs_router, templates_router):
         app.include_router(router)
     mount_static(app)
 
