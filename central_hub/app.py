@@ -12,11 +12,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from central_hub.security import audit_refusal, install_security
 from common import __version__
 from common.config import HubSettings, load_hub_settings
-from common.errors import PlatformError
+from common.errors import PlatformError, PrivacyError
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +132,10 @@ def _validation_response(exc: RequestValidationError) -> JSONResponse:
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PlatformError)
-    async def platform_error(_request: Request, exc: PlatformError) -> JSONResponse:
+    async def platform_error(request: Request, exc: PlatformError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
+        if exc.http_status in (401, 403) or isinstance(exc, PrivacyError):
+            await run_in_threadpool(audit_refusal, request, exc.http_status, exc.code, exc.field)
         return JSONResponse(exc.to_dict(), status_code=exc.http_status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
@@ -168,6 +172,7 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_payload_bytes)
     if settings.keepalive_requests:
         app.add_middleware(KeepAliveLimitMiddleware, limit=settings.keepalive_requests)
+    install_security(app, settings)  # outermost: headers on every answer, 413 and 429 included
     return app
 
 

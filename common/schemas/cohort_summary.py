@@ -46,13 +46,17 @@ def _check_count(value: int | str | None, field: str) -> int | str | None:
 
 
 class Counts(BaseModel):
-    """The four measures of one cell; ``instances`` is None when the site cannot count them."""
+    """The four measures of one cell.
+
+    ``instances`` is None when the site cannot count them; a facet cell's ``studies``, ``series`` and
+    ``instances`` are None when the site publishes persons only there (cell-key disclosure control).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     persons: Count
-    studies: Count
-    series: Count
+    studies: Count | None
+    series: Count | None
     instances: Count | None = None
 
     @field_validator("persons", "studies", "series", "instances")

@@ -168,9 +168,11 @@ def _published(
 def suppressed_collection(group: _Group, k: int, cell_keys: CellKeys | None = None) -> Collection:
     """Apply the floor ``k`` to one counted collection (primary and complementary suppression).
 
-    With ``cell_keys`` every published count is perturbed (cell-key method) and facet cells carry no
-    instance counts (a patient's own number of images would show which cell they joined); the
-    complementary rule then also holds against subtraction of the published values.
+    With ``cell_keys`` every published count is perturbed (cell-key method) and facet cells carry
+    persons only: a patient adds exactly one person to a cell, so the published value moves with
+    probability at most ``1/base`` (:func:`common.disclosure.differencing_bound`), whereas their own
+    numbers of studies, series and images would show which cell they joined. The complementary rule
+    then also holds against subtraction of the published values.
     """
     key = f"{group.modality}-{group.body_part}".lower().replace(" ", "-")
     raw_total = group.total.raw()
@@ -185,9 +187,9 @@ def suppressed_collection(group: _Group, k: int, cell_keys: CellKeys | None = No
         if not cells:
             continue
         raw = {value: cell.raw() for value, cell in sorted(cells.items())}
-        if cell_keys is not None:
+        if cell_keys is not None:  # facet cells publish persons only (see the docstring)
             for counts in raw.values():
-                counts["instances"] = None
+                counts.update(studies=None, series=None, instances=None)
         shown = {
             value: cell_keys.shown(raw[value], cell_keys.key(cell, f"{key}/{facet}/{value}"))
             if cell_keys is not None

@@ -97,7 +97,8 @@ def test_cleansers_weakened_after_the_hub_are_refused(bound_site: tuple[Path, Pa
     home, custom = bound_site
     approve_template(home, "fedstats", FEDSTATS)
     config = custom.parent / "config" / "config_fed_client.json"
-    config.write_text(config.read_text().replace('"max_bins_percent": 10.0', '"max_bins_percent": 1000000000.0'))
+    weak = config.read_text().replace('"max_bins_percent": 10.0', '"max_bins_percent": 1000000000.0')
+    config.write_text(weak)
     with pytest.raises(PermissionDeniedError, match="max_bins_percent") as err:
         SiteStatistics().initialize(_ctx("site-a", custom))
     assert "1000000000" not in err.value.public_message
