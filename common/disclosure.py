@@ -137,11 +137,17 @@ def change_probability(
 
     Args:
         counts: the cell's true counts before the change, one per measure (above the floor).
-        contributions: what the patient adds to each measure (persons: 1).
+        contributions: what the patient adds to each measure (persons: 1; at least 0 — a patient
+            leaving is the same change reversed, from the smaller cell).
         base: the table's base.
         steps: grid resolution.
+
+    Raises:
+        ValueError: a negative contribution, or a base below 2.
     """
     _check_base(base)
+    if any(c < 0 for c in contributions):
+        raise ValueError("contributions are what a joining patient adds (>= 0)")
     changed = 0
     for a in range(steps):
         u = (a + 0.5) / steps
