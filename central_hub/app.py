@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -139,8 +140,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(exc.to_dict(), status_code=exc.http_status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _validation_response(exc)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        response = _validation_response(exc)
+        if request.url.path == "/summaries":  # a refused publish (e.g. below the floor) is a security event
+            floor = any("floor" in str(err.get("msg", "")) for err in exc.errors())
+            reason = "privacy_violation" if floor else "invalid_summary"
+            field = json.loads(response.body)["field"]
+            await run_in_threadpool(audit_refusal, request, 422, reason, field)
+        return response
 
 
 def create_app(settings: HubSettings | None = None) -> FastAPI:

@@ -113,3 +113,9 @@ def pending_refusal(job_id: str) -> str | None:
     of the job is refused too)."""
     with _pending_lock:
         return _pending.get(job_id)
+
+
+def clear_refusal(job_id: str) -> None:
+    """Forget what was noted for ``job_id`` (a job's run starts afresh)."""
+    with _pending_lock:
+        _pending.pop(job_id, None)

@@ -103,7 +103,7 @@ class SiteOutboundFilter(Filter):
             custom = Path(fl_ctx.get_engine().get_workspace().get_app_custom_dir(job_id))
             job = identify_job(custom)
             check_approved(settings, job)
-            _check_policy(settings, job.template, custom, job_id, fl_ctx)
+            _check_policy(settings, job.template, custom, job_id, fl_ctx, shareable)
         except PermissionDeniedError as exc:
             shareable = _refusal(exc.public_message)
         else:
@@ -128,9 +128,12 @@ class SiteOutboundFilter(Filter):
 
 
 def _check_policy(
-    settings: SiteSettings, template: str, custom: Path, job_id: str, fl_ctx: FLContext
+    settings: SiteSettings, template: str, custom: Path, job_id: str, fl_ctx: FLContext, result: Shareable
 ) -> None:
-    """The site's job policy over the client configuration and this round's task data.
+    """The site's job policy over the client configuration and this round's number.
+
+    The round comes from the result (NVFlare clears the task data before result filters run) and,
+    where available, the total the server announced with the task.
 
     Raises:
         PermissionDeniedError: a parameter outside the site's policy (or one noted while the task ran).
@@ -139,9 +142,15 @@ def _check_policy(
     if noted:
         raise PermissionDeniedError(noted, field="job_policy")
     params = observed_params(custom, template)
+    rounds = []
     task_data = fl_ctx.get_prop(FLContextKey.TASK_DATA)
-    if isinstance(task_data, Shareable) and task_data.get_header(AppConstants.NUM_ROUNDS) is not None:
-        params["rounds"] = task_data.get_header(AppConstants.NUM_ROUNDS)
+    if isinstance(task_data, Shareable):
+        rounds.append(task_data.get_header(AppConstants.NUM_ROUNDS))
+    current = result.get_header(AppConstants.CURRENT_ROUND)
+    rounds.append(current + 1 if isinstance(current, int) and not isinstance(current, bool) else None)
+    known = [r for r in rounds if isinstance(r, int) and not isinstance(r, bool)]
+    if known:
+        params["rounds"] = max(known)
     check_job_policy(settings, template, params)
 
 

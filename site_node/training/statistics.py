@@ -31,7 +31,7 @@ from nvflare.app_common.abstract.statistics_spec import (
 from common.config import SiteSettings, load_site_settings
 from common.errors import PermissionDeniedError
 from site_node.training.approval import check_approved, identify_job
-from site_node.training.job_policy import check_job_policy, note_refusal, observed_params
+from site_node.training.job_policy import check_job_policy, clear_refusal, note_refusal, observed_params
 from site_node.training.site import resolve_site_home
 
 log = logging.getLogger(__name__)
@@ -84,13 +84,24 @@ class SiteStatistics(Statistics):
         self.job_id = ""
 
     def initialize(self, fl_ctx: FLContext) -> None:
-        """Bind to the site, check the job is approved, and compute the per-record values."""
+        """Bind to the site, check the job (approval, the site's job policy), compute the values.
+
+        A refused job is not an error here: the client stays up, reports no dataset, and the site's
+        result filter answers the task with the refusal, so the server (and the researcher) hear it
+        instead of waiting for a client that stopped.
+        """
         settings = load_site_settings(resolve_site_home(fl_ctx.get_identity_name()))
+        self.settings, self.job_id, self.data = settings, str(fl_ctx.get_job_id()), {}
+        clear_refusal(self.job_id)
         custom = Path(fl_ctx.get_engine().get_workspace().get_app_custom_dir(fl_ctx.get_job_id()))
-        job = identify_job(custom)
-        check_approved(settings, job)
-        check_job_policy(settings, job.template, observed_params(custom, job.template))
-        self.settings, self.job_id = settings, str(fl_ctx.get_job_id())
+        try:
+            job = identify_job(custom)
+            check_approved(settings, job)
+            check_job_policy(settings, job.template, observed_params(custom, job.template))
+        except PermissionDeniedError as exc:
+            log.warning("%s", exc.public_message)
+            note_refusal(self.job_id, exc.public_message)
+            return
         raw = {"curated": curated_features(settings.home / "curated"), "omop": {"age": omop_ages(settings)}}
         floor = settings.floor_k
         self.data = {}

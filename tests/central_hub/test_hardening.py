@@ -130,3 +130,14 @@ def test_failed_authentications_are_throttled_per_address(hub_settings) -> None:
         assert client.get("/healthz").status_code == 429  # the address waits out its window
     # a flood writes at most the audit budget
     assert len(_audit(hub_settings)) == 3
+
+
+def test_a_publish_below_the_floor_is_audited(client, tokens, hub_settings) -> None:
+    small = {
+        **PRIVACY_ROW,
+        "facets": {"sex": {"female": counts(20, 20, 20, None), "male": counts(2, 2, 2, None)}},
+    }
+    r = client.put("/summaries", json=make_summary(collections=[small]), headers=tokens.headers("site_a"))
+    assert r.status_code == 422
+    (row,) = _audit(hub_settings)
+    assert row.detail["reason"] == "privacy_violation" and row.actor.startswith("token:fh_")

@@ -102,6 +102,10 @@ def test_more_rounds_than_the_site_accepts_are_refused(site: tuple[Path, Path]) 
     assert refused.get_meta_prop(REFUSED_KEY) == (
         "refused by site site-a: rounds outside the site's policy for seg3d"
     )
+    # NVFlare clears the task data before result filters run: the result's own round counts too
+    late = _result()
+    late.set_header(AppConstants.CURRENT_ROUND, 20)  # the 21st round
+    assert from_shareable(SiteOutboundFilter().process(late, _ctx(custom))).data == {}
 
 
 def test_training_options_outside_the_sites_policy_are_refused(site: tuple[Path, Path]) -> None:
