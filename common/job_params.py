@@ -5,6 +5,9 @@ naming the parameter, never echoing the value) and publishes the models' JSON sc
 at run time, in its NVFlare client, that what the job actually runs with lies inside its own
 :class:`JobPolicy` (``[job_policy.*]`` in ``site.toml``), whatever the hub let through
 (:func:`policy_violations`). Light module: pydantic only, no torch, MONAI or NVFlare.
+
+A new template adds its parameter model to :data:`TEMPLATE_PARAMS` (the hub refuses submissions of a
+template without one) and, where sites should limit it, a policy section and its checks.
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ class FedstatsParams(BaseModel):
 
     model_config = _STRICT
 
-    min_count: int = Field(10, ge=PLATFORM_FLOOR, le=100_000, description="smallest feature count reported")
-    bins: int = Field(10, ge=1, le=100, description="histogram bins per feature")
-    min_noise_level: Number = Field(0.1, ge=0.1, lt=1, description="lower relative noise on min/max")
-    max_noise_level: Number = Field(0.3, ge=0.1, lt=1, description="upper relative noise on min/max")
+    min_count: int = Field(
+        default=10, ge=PLATFORM_FLOOR, le=100_000, description="smallest feature count reported"
+    )
+    bins: int = Field(default=10, ge=1, le=100, description="histogram bins per feature")
+    min_noise_level: Number = Field(default=0.1, ge=0.1, lt=1, description="lower relative noise on min/max")
+    max_noise_level: Number = Field(default=0.3, ge=0.1, lt=1, description="upper relative noise on min/max")
     max_bins_percent: Number = Field(
-        10, gt=0, le=10, description="histograms need count > bins x 100 / max_bins_percent"
+        default=10, gt=0, le=10, description="histograms need count > bins x 100 / max_bins_percent"
     )
 
     @model_validator(mode="after")
@@ -48,9 +53,9 @@ class Seg3dParams(BaseModel):
 
     model_config = _STRICT
 
-    rounds: int = Field(4, ge=1, le=100, description="federated rounds")
-    local_epochs: int = Field(3, ge=1, le=100, description="epochs each site trains per round")
-    lr: Number = Field(3e-3, gt=0, le=1, description="Adam learning rate")
+    rounds: int = Field(default=4, ge=1, le=100, description="federated rounds")
+    local_epochs: int = Field(default=3, ge=1, le=100, description="epochs each site trains per round")
+    lr: Number = Field(default=3e-3, gt=0, le=1, description="Adam learning rate")
     lr_schedule: Literal["constant", "cosine"] = "constant"
     patch: Annotated[list[Side], Field(min_length=3, max_length=3)] = Field(
         default_factory=lambda: [32, 32, 16], description="training patch, voxels per axis"
@@ -58,11 +63,11 @@ class Seg3dParams(BaseModel):
     channels: Annotated[list[Channel], Field(min_length=2, max_length=6)] = Field(
         default_factory=lambda: [8, 16, 32], description="UNet feature channels per level"
     )
-    batch_size: int = Field(2, ge=1, le=64)
+    batch_size: int = Field(default=2, ge=1, le=64)
     aggregation: Literal["fedavg", "fedprox", "fedopt"] = "fedavg"
-    fedprox_mu: Number = Field(0.01, gt=0, lt=10)
+    fedprox_mu: Number = Field(default=0.01, gt=0, lt=10)
     cross_site_eval: StrictBool = True
-    seed: int = Field(0, ge=0, le=2**31 - 1)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
     device: Literal["cpu", "cuda"] | None = None
     params_transfer: Literal["full", "diff"] = "full"
 
@@ -128,10 +133,10 @@ class FedstatsPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     min_noise_level: float = Field(
-        0.1, ge=0, lt=1, description="the job's min_noise_level must be at least this"
+        default=0.1, ge=0, lt=1, description="the job's min_noise_level must be at least this"
     )
-    max_bins: int = Field(20, ge=1, le=1000, description="histogram bins at most")
-    max_bins_percent: float = Field(10, gt=0, le=10, description="the job's max_bins_percent at most")
+    max_bins: int = Field(default=20, ge=1, le=1000, description="histogram bins at most")
+    max_bins_percent: float = Field(default=10, gt=0, le=10, description="the job's max_bins_percent at most")
 
 
 class Seg3dPolicy(BaseModel):
@@ -139,10 +144,10 @@ class Seg3dPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_rounds: int = Field(20, ge=1, le=100)
-    max_local_epochs: int = Field(10, ge=1, le=100)
-    max_patch: int = Field(128, ge=8, le=256, description="voxels per patch axis at most")
-    max_batch_size: int = Field(8, ge=1, le=64)
+    max_rounds: int = Field(default=20, ge=1, le=100)
+    max_local_epochs: int = Field(default=10, ge=1, le=100)
+    max_patch: int = Field(default=128, ge=8, le=256, description="voxels per patch axis at most")
+    max_batch_size: int = Field(default=8, ge=1, le=64)
 
 
 class JobPolicy(BaseModel):
