@@ -24,7 +24,11 @@ with keys redrawn uniformly. The cell offset keeps the cell key uniform and secr
 records the cell holds.
 
 The same cell content always gets the same published value, so re-asking or re-publishing does not
-average the noise away. Use::
+average the noise away. In one call (floor and perturbation; what a federated count query returns)::
+
+    shown = publish_count(pseudonymizer, person_ids, "cohort-query/diabetes", floor=10)  # int or "<10"
+
+or step by step::
 
     keys = [record_key(pseudonymizer, person_id, base=5) for person_id in persons_in_cell]
     u = cell_key(keys, cell_offset(pseudonymizer, "ct-chest/sex/female"))
@@ -75,6 +79,31 @@ def cell_offset(pseudonymizer: _Digest, cell: str) -> int:
 def cell_key(record_keys: Iterable[int], offset: int = 0) -> float:
     """``(offset + sum of the record keys)`` modulo 1, as a float in ``[0, 1)`` (exact integer sum)."""
     return ((offset + sum(record_keys)) % KEY_SPACE) / KEY_SPACE
+
+
+def publish_count(
+    pseudonymizer: _Digest,
+    record_ids: Iterable[str | int],
+    cell: str,
+    *,
+    floor: int,
+    base: int = DEFAULT_BASE,
+) -> int | str:
+    """The publishable form of one count: ``"<floor"`` below the floor, else the perturbed count.
+
+    Args:
+        pseudonymizer: the site's pseudonymizer (keyed with the site key).
+        record_ids: pseudonymous ids of the records counted (duplicates count once).
+        cell: a stable name of the cell (the same question asked again must use the same name).
+        floor: the site's small-cell floor k; 0 is published as 0.
+        base: the perturbation table's base.
+    """
+    ids = set(record_ids)
+    n = len(ids)
+    if 0 < n < floor:
+        return f"<{floor}"
+    key = cell_key((record_key(pseudonymizer, i, base) for i in ids), cell_offset(pseudonymizer, cell))
+    return perturb_count(n, key, base, floor)
 
 
 def ptable(base: int = DEFAULT_BASE) -> list[list[tuple[float, float, int]]]:

@@ -12,6 +12,7 @@ from common.disclosure import (
     differencing_bound,
     perturb_count,
     ptable,
+    publish_count,
     record_key,
 )
 from common.suppression import derivable, suppress_row
@@ -77,3 +78,11 @@ def test_site_rule_suppresses_until_subtraction_of_published_values_is_safe() ->
     assert row == {"female": 20, "male": "<10", "unknown": "suppressed"} or not derivable(35, row, 10)
     assert not derivable(35, row, 10)
     assert suppress_row({"a": 20, "b": 2}, 10, False) == {"a": 20, "b": "<10"}
+
+
+def test_publish_count_applies_the_floor_then_the_cell_key() -> None:
+    p = Pseudonymizer(KEY)
+    assert publish_count(p, [], "q", floor=10) == 0
+    assert publish_count(p, [1, 2, 3, 3], "q", floor=10) == "<10"
+    shown = publish_count(p, range(12), "q", floor=10)
+    assert shown in (10, 15) and shown == publish_count(p, list(reversed(range(12))), "q", floor=10)
