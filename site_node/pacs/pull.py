@@ -337,8 +337,9 @@ def run_pull(
     Returns:
         The run's summary (also stored in the audit record).
     """
-    from site_node.audit import audited_run
     from site_node.deid.engine import DeidContext
+    from site_node.deid.runner import remove_stale_temporaries
+    from site_node.ingest import ingest_run
     from site_node.reid import ReidTable
 
     if via not in ("dimse", "dicomweb"):
@@ -347,13 +348,13 @@ def run_pull(
     pz = site.pseudonymizer()
     out_dir = settings.export_dir / "dicom"
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out_dir)
     params = {"node": node.name, "via": via, "workers": workers, "max_images_per_s": max_images_per_s}
     params["accessions"] = len(accessions)
-    with audited_run(site.engine, "pacs-pull", params) as record:
-        summary = PullSummary(record.run_id, node.name, via, accessions=len(accessions), out_dir=str(out_dir))
-        ctx = DeidContext(pz, settings.deid)
+    with ingest_run(site, "dicom", "pacs-pull", params) as run:
+        summary = PullSummary(run.run_id, node.name, via, accessions=len(accessions), out_dir=str(out_dir))
         sink = InstanceSink(
-            site.engine, pz, ctx, out_dir, settings.quarantine_dir, ReidTable(settings, pz), record.run_id
+            run, site.engine, pz, DeidContext(pz, settings.deid), out_dir, ReidTable(settings, pz)
         )
         puller = Puller(
             node,
@@ -365,7 +366,7 @@ def run_pull(
             pacs.retries,
             pacs.backoff_s,
             max_images_per_s,
-            record.run_id,
+            run.run_id,
         )
         started = time.perf_counter()
         results = puller.run(accessions, workers, progress)
@@ -376,10 +377,10 @@ def run_pull(
             if result.status == "failed":
                 summary.failures.append({"accession": result.accession_key, "reason": result.message or ""})
         summary.written = sink.tally["written"]
-        summary.skipped = sink.tally["skipped"]
+        summary.skipped = sink.tally["skipped"] + sink.tally["duplicate"]
         summary.quarantined = dict(sorted(sink.reasons.items()))
         summary.retrieval = dict(puller.retrieval)
-        record.counts = {
+        run.counts = {
             k: v for k, v in summary.to_dict().items() if k not in ("run_id", "out_dir", "failures")
         }
     log.info(

@@ -18,16 +18,15 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, select
 
-from common.crypto import Pseudonymizer, sha256_hex
+from common.crypto import Pseudonymizer
 from site_node.db import utcnow
-from site_node.deid.engine import DeidContext, QuarantineError
-from site_node.deid.files import FileResult, atomic_write, deidentify_bytes, quarantine
-from site_node.deid.runner import _Recorder
+from site_node.deid.engine import DeidContext
+from site_node.deid.files import FileResult, process_file
+from site_node.ingest import IngestRun, SourceItem
 from site_node.pacs.tables import pacs_instance
 from site_node.reid import ReidTable
 
 log = logging.getLogger(__name__)
-STAGE = "dicom"
 FLUSH_EVERY = 256
 
 
@@ -35,42 +34,43 @@ FLUSH_EVERY = 256
 class Handled:
     """The outcome of one instance (pseudonyms only)."""
 
-    outcome: str  # written | quarantined | skipped
+    outcome: str  # written | quarantined | skipped | duplicate
     study_key: str
     instance_key: str
 
 
 class InstanceSink:
-    """De-identify in-memory instances into the site's export folder (thread-safe).
+    """De-identify in-memory instances into the site's export folder, on the ingest spine (thread-safe).
 
     Args:
+        run: the open ingest run (stage ``dicom``): its journal and quarantine.
         engine: the site database.
         pz: the site's pseudonymizer.
         ctx: the de-identification context.
         out_dir: the de-identified output folder.
-        quarantine_dir: the site's quarantine folder.
         reid: the re-identification table (None in anonymization mode).
-        run_id: the audited run.
     """
 
     def __init__(
         self,
+        run: IngestRun,
         engine: Engine,
         pz: Pseudonymizer,
         ctx: DeidContext,
         out_dir: Path,
-        quarantine_dir: Path,
         reid: ReidTable | None,
-        run_id: str,
     ) -> None:
-        self.engine, self.pz, self.ctx = engine, pz, ctx
-        self.out_dir, self.quarantine_dir, self.run_id = out_dir, quarantine_dir, run_id
-        self._recorder = _Recorder(engine, STAGE, run_id, reid)
-        self._lock = threading.Lock()
+        self.run, self.engine, self.pz, self.ctx, self.out_dir = run, engine, pz, ctx, out_dir
+        self.run_id = run.run_id
+        self.reid = reid
+        self._reid_rows: dict[tuple[str, str, tuple[tuple[str, str], ...]], dict[str, str]] = {}
+        self._lock = threading.RLock()
         self._instances: list[dict[str, Any]] = []
         self._done_instances = self._load_done()
         self.tally: Counter[str] = Counter()
         self.reasons: Counter[str] = Counter()
+        # re-identification rows are written before the journal rows they back
+        run.journal.before_flush = self._flush_reid
 
     def _load_done(self) -> set[str]:
         with self.engine.connect() as conn:
@@ -97,52 +97,53 @@ class InstanceSink:
             with self._lock:
                 self.tally["skipped"] += 1
             return Handled("skipped", study_key, key)
-        sha = sha256_hex(raw)
-        label = self.pz.pseudonym("other", f"pacs:{key}")
-        try:
-            try:
-                data, rel, pseudonym, originals = deidentify_bytes(raw, self.ctx)
-            except QuarantineError:
-                raise
-            except Exception as exc:  # one bad instance never stops a pull
-                raise QuarantineError("unexpected_error", f"unexpected {type(exc).__name__}") from None
-        except QuarantineError as exc:
-            where = quarantine(raw, sha, exc, self.quarantine_dir, STAGE, label)
-            result = FileResult(label, sha, "quarantined", exc.reason, exc.field, where)
-        else:
-            atomic_write(self.out_dir / rel, data)
-            from site_node.deid.files import _reid
-
-            result = FileResult(
-                label,
-                sha,
-                "written",
-                output_path=str(rel),
-                patient_pseudonym=pseudonym,
-                reid=_reid(self.ctx, pseudonym, originals),
-            )
-        self._record(result, key, study_key)
-        return Handled(result.outcome, study_key, key)
-
-    def _record(self, result: FileResult, key: str, study_key: str) -> None:
+        journal = self.run.journal
+        item = SourceItem(f"pacs:{key}", data=raw)
+        result = process_file(
+            item, self.ctx, self.out_dir, self.run.quarantine, journal.done, self.run.stage, self.run_id
+        )
         with self._lock:
-            self.tally[result.outcome] += 1
-            if result.reason:
-                self.reasons[result.reason] += 1
-            self._done_instances.add(key)
-            self._recorder.add(result)
-            self._instances.append(
-                {
-                    "instance_key": key,
-                    "study_key": study_key,
-                    "content_sha256": result.content_sha256,
-                    "outcome": result.outcome,
-                    "run_id": self.run_id,
-                    "processed_at": utcnow(),
-                }
-            )
-            if len(self._instances) >= FLUSH_EVERY:
-                self._flush_locked()
+            if result.outcome == "skipped":  # the same bytes were de-identified by an earlier run
+                journal.count("skipped")
+                outcome = "skipped"
+            elif journal.claim(result.content_sha256) == "duplicate":
+                journal.count("duplicate")
+                outcome = "duplicate"
+            else:
+                self._add_reid(result)
+                outcome = journal.record(result, claimed=True)
+            self._record(outcome, result, key, study_key)
+        return Handled(outcome, study_key, key)
+
+    def _add_reid(self, result: FileResult) -> None:
+        if self.reid is None:
+            return
+        for pseudonym, namespace, originals in result.reid:
+            self._reid_rows.setdefault((pseudonym, namespace, tuple(sorted(originals.items()))), originals)
+
+    def _flush_reid(self) -> None:
+        with self._lock:
+            if self.reid is not None and self._reid_rows:
+                self.reid.record_many([(p, ns, o) for (p, ns, _), o in self._reid_rows.items()])
+                self._reid_rows = {}
+
+    def _record(self, outcome: str, result: FileResult, key: str, study_key: str) -> None:
+        self.tally[outcome] += 1
+        if outcome == "quarantined":
+            self.reasons[result.reason or "unknown"] += 1
+        self._done_instances.add(key)
+        self._instances.append(
+            {
+                "instance_key": key,
+                "study_key": study_key,
+                "content_sha256": result.content_sha256,
+                "outcome": outcome,
+                "run_id": self.run_id,
+                "processed_at": utcnow(),
+            }
+        )
+        if len(self._instances) >= FLUSH_EVERY:
+            self._flush_locked()
 
     def flush(self) -> None:
         """Write buffered journal rows (the ingest journal first, then the instance rows)."""
@@ -150,7 +151,7 @@ class InstanceSink:
             self._flush_locked()
 
     def _flush_locked(self) -> None:
-        self._recorder.flush()
+        self.run.journal.flush()  # outputs exist; their journal rows go before the instance rows
         if self._instances:
             rows = list({r["instance_key"]: r for r in self._instances}.values())
             self._instances = []
