@@ -63,12 +63,14 @@ class Orthanc:
         aet: Orthanc's own AE title.
         modalities: name -> (AET, host, port, allow_get) of peers (C-MOVE destinations, C-GET callers).
         allow_unknown: accept associations and C-GET/C-MOVE/C-FIND from any AE title.
+        check_called_aet: reject associations that call another AE title than ``aet``.
     """
 
     workdir: Path
     aet: str = "ORTHANC"
     modalities: dict[str, tuple[str, str, int, bool]] = field(default_factory=dict)
     allow_unknown: bool = True
+    check_called_aet: bool = False
     http_port: int = 0
     dicom_port: int = 0
     process: subprocess.Popen[bytes] | None = None
@@ -101,7 +103,7 @@ class Orthanc:
             "AuthenticationEnabled": False,
             "HttpServerEnabled": True,
             "DicomServerEnabled": True,
-            "DicomCheckCalledAet": False,
+            "DicomCheckCalledAet": self.check_called_aet,
             "UnknownSopClassAccepted": True,
             "DicomAlwaysAllowEcho": True,
             "DicomAlwaysAllowStore": True,

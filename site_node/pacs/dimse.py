@@ -112,9 +112,12 @@ class DimseClient:
                 raise PacsError(
                     "rejected", "the PACS rejected the association (check the AE titles it accepts)"
                 )
-            if assoc.is_aborted:
-                raise PacsError("aborted", "the PACS aborted the association request")
-            raise PacsError("unreachable", "the PACS did not answer on its DICOM port (down or unreachable)")
+            # pynetdicom reports a refused TCP connection as an aborted association too
+            raise PacsError(
+                "unreachable",
+                "the PACS could not be reached or dropped the association request "
+                "(down, wrong host or port, or a firewall)",
+            )
         try:
             yield assoc
         finally:
@@ -218,7 +221,9 @@ class DimseClient:
             failed = int(status.get("NumberOfFailedSuboperations", 0) or 0)
         if final is None:
             self._check_alive(assoc, what)
-            raise PacsError("timeout", f"the PACS did not answer the {what} in time")
+            # still associated, yet no status: the PACS answered with a response pynetdicom could not
+            # use (Orthanc does this for a C-GET its configuration forbids); a timeout aborts instead
+            raise PacsError("refused", f"the PACS gave no usable answer to the {what}")
         if final in GET_REFUSED or (final & 0xF000) in (0xA000, 0xC000):
             raise PacsError("refused", f"the PACS refused the {what} (status 0x{final:04X})")
         if final != SUCCESS and failed:
