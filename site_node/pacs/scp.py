@@ -16,6 +16,7 @@ import pydicom
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
 
+from common.errors import ConfigError
 from site_node.pacs.dimse import TRANSFER_SYNTAXES
 
 log = logging.getLogger(__name__)
@@ -83,11 +84,18 @@ class StoreSCP:
         """Start serving in background threads (returns at once).
 
         Raises:
+            ConfigError: the allow-list is empty.
             OSError: the port cannot be bound.
         """
         ae = AE(ae_title=self.aet)
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.timeout
-        ae.require_calling_aet = self.allowed or ["\x00never\x00"]
+        if not self.allowed:  # pynetdicom reads an empty list as "anyone"
+            raise ConfigError(
+                "no calling AE title is allowed: add the PACS with 'site-node pacs add' "
+                "or set [pacs] allowed_calling_aets",
+                field="pacs.allowed_calling_aets",
+            )
+        ae.require_calling_aet = self.allowed
         ae.maximum_associations = 16
         for cx in AllStoragePresentationContexts:
             ae.add_supported_context(cx.abstract_syntax, TRANSFER_SYNTAXES)

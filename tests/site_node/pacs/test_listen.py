@@ -125,3 +125,65 @@ def test_pacs_settings_from_environment(tmp_path, monkeypatch):
     ) and defaults.pacs.quiet_period_s <= 30
     with pytest.raises(ConfigError):
         load_site_settings(tmp_path, routes=[{"action": "model"}])
+
+
+def test_listener_refuses_to_start_with_an_empty_allow_list(tmp_path):
+    home = tmp_path / "home"
+    init_home(home, "site-a")
+    listener = Listener(open_site(home), "SITENODE", 0, 1.0, "127.0.0.1")
+    with pytest.raises(ConfigError, match="allowed_calling_aets"):
+        listener.start()
+
+
+@pytest.mark.slow
+def test_listen_command_receives_routes_and_stops_on_sigterm(tmp_path, studies):
+    import json
+    import os
+    import signal
+    import sys
+
+    from infra.orthanc import free_port
+    from tests.site_node.pacs.conftest import REPO
+
+    site = _site(
+        tmp_path, '\n[pacs]\nquiet_period_s = 1\nbind = "127.0.0.1"\nallowed_calling_aets = ["MODALITY1"]\n'
+    )
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SITE_NODE_")}
+    env.update(SITE_NODE_HOME=str(site.settings.home), PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(  # noqa: S603
+        [
+            sys.executable,
+            "-c",
+            "from site_node.cli import main; main()",
+            "pacs",
+            "listen",
+            "--port",
+            str(port),
+            "--json",
+        ],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        number = sorted(studies)[0]
+        deadline = time.monotonic() + 60
+        while _send(port, "MODALITY1", studies[number][:1]).returncode != 0:
+            assert time.monotonic() < deadline, "the listener did not come up"
+            time.sleep(0.3)
+        assert _send(port, "MODALITY1", studies[number]).returncode == 0
+        export = site.settings.export_dir / "dicom"
+        while len(list(export.rglob("*.dcm"))) + len(
+            list((site.settings.quarantine_dir / "dicom").glob("*.bin"))
+        ) < len(studies[number]):
+            assert time.monotonic() < deadline, "the study was not de-identified"
+            time.sleep(0.3)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    counts = json.loads(out)
+    assert counts["studies_deid"] >= 1 and counts["received"] == len(studies[number]) + 1, err
+    assert number not in out + err
