@@ -181,13 +181,31 @@ def ingest_csv(site: SiteContext, csv_path: Path, dictionary_path: Path) -> CsvS
     Raises:
         InputError: unreadable files or a CSV without the dictionary's key columns.
     """
-    head, columns = load_dictionary(dictionary_path)
     try:
         raw = csv_path.read_bytes()
     except OSError:
         raise InputError("cannot read the CSV file", field="FILE") from None
+    return ingest_csv_bytes(site, raw, csv_path.name, dictionary_path)
+
+
+def ingest_csv_bytes(
+    site: SiteContext, raw: bytes, source_id: str, dictionary_path: Path, *, command: str = "csv"
+) -> CsvSummary:
+    """Ingest CSV content (a file's, or a released quarantine entry's) in one audited run.
+
+    Args:
+        site: the opened site.
+        raw: the CSV bytes (UTF-8, a header line first).
+        source_id: where it came from (only its keyed pseudonym is stored).
+        dictionary_path: the column dictionary (TOML).
+        command: the command name in the audit record.
+
+    Raises:
+        InputError: an unreadable dictionary or a CSV without the dictionary's key columns.
+    """
+    head, columns = load_dictionary(dictionary_path)
     pz = site.pseudonymizer()
-    with ingest_run(site, "csv", "csv", {}) as run:
+    with ingest_run(site, "csv", command, {}) as run:
         summary = CsvSummary()
         sha = sha256_hex(raw + b"\x00" + dictionary_path.read_bytes())
         status = run.journal.claim(sha)
@@ -196,7 +214,7 @@ def ingest_csv(site: SiteContext, csv_path: Path, dictionary_path: Path) -> CsvS
             summary.skipped_file = True
             run.counts = summary.to_dict()
             return summary
-        label = source_pseudonym(pz, str(csv_path.name))
+        label = source_pseudonym(pz, source_id)
         _ingest_rows(site, run, raw, head, columns, summary, (label, sha))
         if not summary.quarantined.get("unknown_patient"):
             run.journal.record(JournalEntry(label, sha, "written"), claimed=True)
