@@ -208,3 +208,24 @@ def test_kill_9_then_rerun_gives_the_rows_of_one_clean_run(tmp_path: Path) -> No
         assert done.returncode == 0, done.stderr[-2000:]
     assert _snapshot(killed) == _snapshot(clean)
     assert _counts(killed)["measurement"] == 6040
+
+
+def test_a_patient_id_reused_with_another_mrn_and_a_voided_visit_keep_the_keys(clinical_home: Path) -> None:
+    """Two producers both call their Patient ``example`` (another MRN each), and an Encounter is
+    later entered in error: no row is left pointing at a person or a visit that is gone."""
+    first = clinical_home.parent / "first"
+    write_ndjson(first / "Patient.ndjson", [patient("example", "MRN-A")])
+    write_ndjson(first / "Encounter.ndjson", [_encounter("e1", "example")])
+    write_ndjson(first / "Procedure.ndjson", [_procedure("pr1", "example", "e1")])
+    ingest_fhir(open_site(clinical_home), [first], workers=1)
+    second = clinical_home.parent / "second"
+    voided = {**_encounter("e1", "example"), "status": "entered-in-error"}
+    write_ndjson(second / "Patient.ndjson", [patient("example", "MRN-B")])
+    write_ndjson(second / "Encounter.ndjson", [voided])
+    summary = ingest_fhir(open_site(clinical_home), [second], workers=2).to_dict()
+    assert summary["rows"] == {"person": 1} and summary["void_records"] == {"Encounter:entered-in-error": 1}
+    assert len(omop_rows(clinical_home, "person")) == 2  # the first person keeps its procedure
+    assert omop_rows(clinical_home, "visit_occurrence") == []
+    (procedure,) = omop_rows(clinical_home, "procedure_occurrence")
+    assert procedure["visit_occurrence_id"] is None
+    _fk_holds(clinical_home)
