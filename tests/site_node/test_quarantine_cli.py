@@ -85,6 +85,8 @@ def test_dicom_entry_stays_until_purged(home: Path, capsys: pytest.CaptureFixtur
     (entry,) = _entries(home, capsys)
     assert (entry["stage"], entry["reason"]) == ("dicom", "not_dicom")
     assert not [p for p in (home / "quarantine").rglob("*") if "Doe" in p.name]
+    code, out, _ = _cli(["status", "--home", str(home), "--json"], capsys)
+    assert json.loads(out)["quarantined"] == {"not_dicom": 1}  # status counts the one quarantine
     code, out, _ = _cli(["quarantine", "release", entry["id"], "--home", str(home), "--json"], capsys)
     assert code == 0 and json.loads(out) == {
         "id": entry["id"],
