@@ -112,6 +112,7 @@ def test_cmove_fallback_when_cget_refused(tmp_path, make_orthanc, scp_port, stud
     assert len(_outputs(home)) == len(studies[number])
 
 
+@pytest.mark.slow
 def test_rejected_association_is_reported_per_accession(tmp_path, make_orthanc, scp_port, studies):
     orthanc = make_orthanc(scp_port, load=False, check_called_aet=True)
     home = tmp_path / "home"
