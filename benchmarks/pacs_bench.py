@@ -3,7 +3,8 @@
 A real Orthanc on loopback holds ``--ct-studies`` CT studies of ``--slices`` 512x512 slices (16-bit)
 plus ``--radiographs`` 2048x2048 radiographs. Measured in one run, each tool in its own process:
 
-* ``getscu``: C-GET of every study to disk, no de-identification (the link's own limit);
+* ``getscu``: C-GET of every study to disk, no de-identification (the link's own limit), one process
+  per study as a script would run it, at its fastest settings (``-pdu 131072 +B``);
 * ``site-node pacs pull --via dimse``: C-FIND + C-GET + de-identification + journal;
 * ``site-node pacs pull --via dicomweb``: QIDO-RS + WADO-RS + de-identification + journal;
 * the DIMSE pull again on half and on all the CT studies (no radiographs), to see whether peak memory
@@ -99,6 +100,9 @@ def getscu_all(orthanc: Orthanc, study_uids: list[str], out: Path) -> tuple[floa
             [
                 "getscu",
                 "-S",
+                "-pdu",  # its largest receive PDU and
+                "131072",
+                "+B",  # bit-preserving, straight to disk: getscu at its fastest
                 "-aec",
                 "ORTHANC",
                 "-od",
@@ -173,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             (work / "getscu").mkdir()
             rows = []
             wall, peak = getscu_all(orthanc, uids, work / "getscu")
-            rows.append(("getscu (C-GET, no de-id)", wall, peak, images))
+            rows.append(("getscu (C-GET to disk, no de-id)", wall, peak, images))
             for via in ("dimse", "dicomweb"):
                 w, p, _ = pull(orthanc, work, f"pull-{via}", accessions, via, args.workers)
                 rows.append((f"site-node pacs pull --via {via}", w, p, images))
