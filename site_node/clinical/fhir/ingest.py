@@ -54,8 +54,8 @@ CHUNK_LINES = 500
 def _tasks(files: list[SourceFile], people: bool) -> Iterator[Task]:
     for index, src in enumerate(files):
         if people and src.kind == "ndjson" and src.resource_type not in (None, *PEOPLE):
-            # a bulk-export file named by its first record's type: only its last task is sent, so
-            # the file is still read in phase people only when it may hold Patients or Encounters
+            # a bulk-export file whose first record is of another type is sent to the workers in
+            # phase people only when its bytes mention a Patient or an Encounter at all
             if not _may_hold_people(src):
                 continue
         try:
