@@ -129,6 +129,7 @@ class ChunkResult:
     file_index: int
     chunk_index: int
     last: bool
+    people: bool = False  # the task's phase
     read: int = 0
     unchanged: int = 0
     mapped: list[Mapped] = field(default_factory=list)
@@ -197,7 +198,7 @@ class FhirWorker:
         Everything that is not a Patient or an Encounter (bad JSON, unreadable files, unknown
         resources, records already written) is read and counted in phase ``events`` only.
         """
-        result = ChunkResult(task.file_index, task.chunk_index, task.last)
+        result = ChunkResult(task.file_index, task.chunk_index, task.last, people=task.people)
         if task.error is not None:
             if not task.people:
                 result.read += 1
