@@ -138,3 +138,13 @@ def test_an_in_memory_dataset_is_deidentified_through_the_spine(site_home: Path)
     with site.engine.connect() as conn:
         (name,) = conn.execute(select(ingest_journal.c.source_name)).scalars()
     assert name == source_pseudonym(site.pseudonymizer(), "pacs:instance-1")
+
+
+def test_reason_records_of_the_older_dicom_layout_are_listed(tmp_path: Path) -> None:
+    folder = tmp_path / "quarantine" / "dicom"
+    folder.mkdir(parents=True)
+    old = {"reason": "not_dicom", "message": "not a DICOM file", "field": None, "content_sha256": "ab" * 32}
+    (folder / f"{'ab' * 16}.json").write_text(json.dumps({**old, "stage": "dicom", "source": "Oxyz"}))
+    (folder / f"{'ab' * 16}.bin").write_bytes(b"x")
+    (entry,) = Quarantine(tmp_path / "quarantine").entries()
+    assert (entry.id, entry.stage, entry.reason, entry.source) == ("ab" * 16, "dicom", "not_dicom", "Oxyz")
