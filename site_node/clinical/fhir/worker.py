@@ -63,6 +63,7 @@ PRIORITY = {"Patient": 0, "Encounter": 1, "ImagingStudy": 3}
 #: then everything else (phase ``events``), so references resolve whatever the file order.
 PEOPLE = frozenset({"Patient", "Encounter"})
 _PEOPLE_MARKS = (b'"Patient"', b'"Encounter"')
+_PEOPLE_PREFIXES = (b'{"resourceType":"Patient"', b'{"resourceType":"Encounter"')
 #: Resources that are narrative / envelope only: counted as not mapped, never validated or stored.
 NARRATIVE_TYPES = frozenset({"Composition", "MessageHeader"})
 _MAX_NESTING = 3
@@ -214,11 +215,18 @@ class FhirWorker:
 
     def _line(self, position: int, raw: bytes, result: ChunkResult, ctx: MapContext, people: bool) -> None:
         raw = raw.strip()
-        if not raw or (people and not (_PEOPLE_MARKS[0] in raw or _PEOPLE_MARKS[1] in raw)):
+        if not raw:
+            return
+        # most exporters write resourceType first: such a Patient or Encounter line belongs to
+        # phase people and is skipped in phase events unhashed and unparsed (counted once, there)
+        plainly_people = raw.startswith(_PEOPLE_PREFIXES)
+        if people and not (plainly_people or _PEOPLE_MARKS[0] in raw or _PEOPLE_MARKS[1] in raw):
+            return
+        if plainly_people and not people:
             return
         sha = sha256_hex(raw)
         if sha in self.known:
-            if not people:
+            if people == plainly_people:  # anything else already written is counted in phase events
                 result.read += 1
                 result.unchanged += 1
             return
