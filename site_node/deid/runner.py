@@ -1,10 +1,11 @@
-"""``run_deid``: walk a source folder, de-identify every file in worker processes, journal the results.
+"""``run_deid`` / ``deid_sources``: de-identify files or in-memory items on the ingest spine.
 
-Workers only read inputs and write outputs (atomically) or quarantine copies; the parent process
-alone writes the site database (journal, audit) and the re-identification table, in batches. A
-journal row is written only after its output exists under its final name, so a run killed at any
-point resumes without duplicates: unjournaled files are simply processed again and produce the
-same bytes at the same path.
+The journal, quarantine, worker pool and audited run are ``site_node.ingest``'s. Workers only read
+inputs and write outputs (atomically) or quarantine copies; the parent process alone writes the
+site database (journal, audit) and the re-identification table, in batches. A journal row is
+written only after its output exists under its final name, so a run killed at any point resumes
+without duplicates: unjournaled files are simply processed again and produce the same bytes at the
+same path.
 """
 
 from __future__ import annotations

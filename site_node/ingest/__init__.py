@@ -20,7 +20,9 @@ Worker processes receive the site's :class:`common.crypto.Pseudonymizer` object 
 itself); no code outside ``common/crypto.py`` reads key bytes.
 
 A stage that feeds in-memory instances (the PACS connector) builds ``SourceItem(source_id, data=raw)``
-with a pseudonymous or site-local source id, hashes the bytes, ``journal.claim``s the hash, and
+or ``SourceItem.from_dataset(source_id, ds)`` with a pseudonymous or site-local source id and hands
+the items to ``site_node.deid.runner.deid_sources`` (journal, quarantine, pool and audit included), or,
+for its own stage, hashes the bytes, ``journal.claim``s the hash, and
 quarantines with ``run.quarantine.put(stage, raw, reason, field=..., source=source_pseudonym(...))``.
 """
 

@@ -148,15 +148,6 @@ class Journal:
         with self.engine.begin() as conn:
             upsert_rows(conn, rows)
 
-    def forget(self, content_sha256: str) -> None:
-        """Remove a hash's row (a released quarantine entry is journaled anew when re-ingested)."""
-        with self.engine.begin() as conn:
-            conn.execute(
-                delete(ingest_journal).where(
-                    ingest_journal.c.stage == self.stage, ingest_journal.c.content_sha256 == content_sha256
-                )
-            )
-
 
 def upsert_rows(conn: Any, rows: list[dict[str, Any]]) -> None:
     """Insert journal rows, replacing any row of the same (stage, content hash)."""

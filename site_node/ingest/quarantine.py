@@ -69,6 +69,32 @@ def write_private(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _load(record: Path, stage: str) -> QuarantineEntry | None:
+    """A reason record; DICOM records of older versions (same names, fewer keys) are filled in."""
+    try:
+        data = json.loads(record.read_bytes())
+        stat = record.stat()
+    except (ValueError, OSError):
+        return None
+    if not isinstance(data, dict) or not data.get("reason"):
+        return None
+    defaults: dict[str, Any] = {
+        "id": record.stem,
+        "stage": stage,
+        "field": None,
+        "message": None,
+        "content_sha256": "",
+        "source": None,
+        "origin_sha256": None,
+        "position": None,
+        "run_id": None,
+        "quarantined_at": dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC).isoformat(timespec="seconds"),
+        "size": 0,
+    }
+    known = {k: v for k, v in data.items() if k in QuarantineEntry.__dataclass_fields__}
+    return QuarantineEntry(**{**defaults, **known})
+
+
 class Quarantine:
     """The quarantine folder of a site (``settings.quarantine_dir``).
 
@@ -144,10 +170,9 @@ class Quarantine:
         found = []
         for folder in folders:
             for record in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-                try:
-                    found.append(QuarantineEntry(**json.loads(record.read_bytes())))
-                except (ValueError, TypeError, OSError):
-                    continue  # not a reason record of this layout (left by an older version)
+                entry = _load(record, folder.name)
+                if entry is not None:
+                    found.append(entry)
         return sorted(found, key=lambda e: (e.quarantined_at, e.stage, e.id))
 
     def find(self, entry_id: str, stage: str | None = None) -> QuarantineEntry:

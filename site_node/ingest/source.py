@@ -9,10 +9,12 @@ Synthea and many EHR exports name files after the patient. It is never stored or
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from common.crypto import Pseudonymizer, sha256_hex
 
@@ -33,6 +35,20 @@ class SourceItem:
     source_id: str
     path: Path | None = None
     data: bytes | None = None
+
+    @classmethod
+    def from_dataset(cls, source_id: str, dataset: Any) -> SourceItem:
+        """An item holding a pydicom ``Dataset`` (e.g. received by a C-STORE SCP) as DICOM file bytes.
+
+        Args:
+            source_id: a pseudonymous or site-local id (never shown; only its pseudonym is kept).
+            dataset: the instance, with its ``file_meta`` (transfer syntax) set.
+        """
+        import pydicom  # a site dependency; only DICOM sources need it
+
+        buffer = io.BytesIO()
+        pydicom.dcmwrite(buffer, dataset, enforce_file_format=True)
+        return cls(source_id, data=buffer.getvalue())
 
     def read(self) -> bytes:
         """The item's bytes.

@@ -11,8 +11,8 @@ Records set aside go to the spine's quarantine, one content-addressed entry per 
 
 from __future__ import annotations
 
-import functools
 import gc
+import itertools
 import logging
 import os
 from collections import Counter
@@ -54,8 +54,8 @@ CHUNK_LINES = 500
 def _tasks(files: list[SourceFile], people: bool) -> Iterator[Task]:
     for index, src in enumerate(files):
         if people and src.kind == "ndjson" and src.resource_type not in (None, *PEOPLE):
-            # a bulk-export file named by its first record's type: only its last task is sent, so
-            # the file is still read in phase people only when it may hold Patients or Encounters
+            # a bulk-export file whose first record is of another type is sent to the workers in
+            # phase people only when its bytes mention a Patient or an Encounter at all
             if not _may_hold_people(src):
                 continue
         try:
@@ -173,29 +173,34 @@ def ingest_sources(site: SiteContext, run: IngestRun, files: list[SourceFile], w
         site.settings.database_url,
         site.settings.mrn_system,
         writer.known_hashes(),
-        medication_index(todo),
+        medication_index(files),
     )
+    # One pool for both phases: workers map phase-events tasks while the parent still writes
+    # phase people (mapping needs no database state); results come back in task order, so every
+    # Patient and Encounter is written, and the waiting ones retried, before the first event.
+    tasks = itertools.chain(_tasks(todo, people=True), _tasks(todo, people=False))
+    people_written = False
     with bulk_gc():
-        for people in (True, False):
-            tasks = _tasks(todo, people)
-            crashed = functools.partial(_crashed, people=people)
-            for result in pool_results(
-                tasks, workers, run_task, init_worker, init_args, crashed, batch=1, ordered=True
-            ):
-                state.take(result, people)
-            if people:
+        for result in pool_results(
+            tasks, workers, run_task, init_worker, init_args, _crashed, batch=1, ordered=True
+        ):
+            if not result.people and not people_written:
                 state.retry_deferred()
+                people_written = True
+            state.take(result, result.people)
+        if not people_written:
+            state.retry_deferred()
     summary.persons = writer.finish()
     return summary
 
 
-def _crashed(task: Task, people: bool) -> ChunkResult:
+def _crashed(task: Task) -> ChunkResult:
     """A task whose worker died even alone: its records are quarantined as ``worker_crashed``."""
-    result = ChunkResult(task.file_index, task.chunk_index, task.last)
+    result = ChunkResult(task.file_index, task.chunk_index, task.last, people=task.people)
     lines = task.lines if task.lines is not None else [(0, task.document or b"")]
     for position, raw in lines:
         raw = raw.strip()
-        if raw and (not people or b'"Patient"' in raw or b'"Encounter"' in raw):
+        if raw and (not task.people or b'"Patient"' in raw or b'"Encounter"' in raw):
             result.read += 1
             result.quarantined.append(Quarantined(position, "worker_crashed", None, raw))
     return result

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import InputError
-from site_node.clinical.fhir.worker import coded, parse_json, priority
+from site_node.clinical.fhir.bundle import coded
+from site_node.clinical.fhir.worker import parse_json, priority
 from site_node.ingest.source import SourceItem
 
 _TYPE_RE = re.compile(rb'"resourceType"\s*:\s*"([A-Za-z]+)"')

@@ -8,11 +8,9 @@ write to the database; they only read the vocabulary. Every failure is turned in
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -25,6 +23,7 @@ from common.crypto import Pseudonymizer, sha256_hex
 from common.errors import InputError
 from site_node.clinical.fhir.allergy import map_allergy
 from site_node.clinical.fhir.base import MapContext, Mapped, MissingDate, source_key, to_datetime
+from site_node.clinical.fhir.bundle import BUNDLE_TYPES, bundle_entries, coded
 from site_node.clinical.fhir.codes import void_status
 from site_node.clinical.fhir.condition import map_condition
 from site_node.clinical.fhir.encounter import map_encounter
@@ -64,22 +63,10 @@ PRIORITY = {"Patient": 0, "Encounter": 1, "ImagingStudy": 3}
 #: then everything else (phase ``events``), so references resolve whatever the file order.
 PEOPLE = frozenset({"Patient", "Encounter"})
 _PEOPLE_MARKS = (b'"Patient"', b'"Encounter"')
-#: Every R4 Bundle.type: the entries' resources are read whatever the type.
-BUNDLE_TYPES = {
-    "document",
-    "message",
-    "history",
-    "searchset",
-    "collection",
-    "transaction",
-    "batch",
-    "transaction-response",
-    "batch-response",
-}
+_PEOPLE_PREFIXES = (b'{"resourceType":"Patient"', b'{"resourceType":"Encounter"')
 #: Resources that are narrative / envelope only: counted as not mapped, never validated or stored.
 NARRATIVE_TYPES = frozenset({"Composition", "MessageHeader"})
 _MAX_NESTING = 3
-_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
 def parse_json(data: bytes) -> Any:
@@ -143,6 +130,7 @@ class ChunkResult:
     file_index: int
     chunk_index: int
     last: bool
+    people: bool = False  # the task's phase
     read: int = 0
     unchanged: int = 0
     mapped: list[Mapped] = field(default_factory=list)
@@ -211,7 +199,7 @@ class FhirWorker:
         Everything that is not a Patient or an Encounter (bad JSON, unreadable files, unknown
         resources, records already written) is read and counted in phase ``events`` only.
         """
-        result = ChunkResult(task.file_index, task.chunk_index, task.last)
+        result = ChunkResult(task.file_index, task.chunk_index, task.last, people=task.people)
         if task.error is not None:
             if not task.people:
                 result.read += 1
@@ -227,11 +215,18 @@ class FhirWorker:
 
     def _line(self, position: int, raw: bytes, result: ChunkResult, ctx: MapContext, people: bool) -> None:
         raw = raw.strip()
-        if not raw or (people and not (_PEOPLE_MARKS[0] in raw or _PEOPLE_MARKS[1] in raw)):
+        if not raw:
+            return
+        # most exporters write resourceType first: such a Patient or Encounter line belongs to
+        # phase people and is skipped in phase events unhashed and unparsed (counted once, there)
+        plainly_people = raw.startswith(_PEOPLE_PREFIXES)
+        if people and not (plainly_people or _PEOPLE_MARKS[0] in raw or _PEOPLE_MARKS[1] in raw):
+            return
+        if plainly_people and not people:
             return
         sha = sha256_hex(raw)
         if sha in self.known:
-            if not people:
+            if people == plainly_people:  # anything else already written is counted in phase events
                 result.read += 1
                 result.unchanged += 1
             return
@@ -390,68 +385,6 @@ def _skipped_in_phase(obj: Any, people: bool) -> bool:
     """Whether a top-level record belongs to the other phase (records without a type: ``events``)."""
     rtype = obj.get("resourceType") if isinstance(obj, dict) else None
     return (rtype in PEOPLE) != people
-
-
-def entry_id(entry: dict[str, Any], resource: dict[str, Any]) -> str | None:
-    """The resource's id, else one derived from the entry's fullUrl (``urn:uuid:<id>`` or the last
-    path segment of a URL); None when neither gives a valid FHIR id."""
-    if resource.get("id"):
-        return str(resource["id"])
-    url = str(entry.get("fullUrl") or "").strip()
-    if url.startswith(("urn:uuid:", "urn:oid:")):
-        candidate = url[9:] if url.startswith("urn:uuid:") else url[8:]
-    else:
-        candidate = url.split("/_history/")[0].rstrip("/").rsplit("/", 1)[-1] if url else ""
-    return candidate if _ID.fullmatch(candidate) else None
-
-
-def bundle_entries(
-    bundle: dict[str, Any], skipped: Counter[str]
-) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """The (entry, resource) pairs of a Bundle to read, each resource with an id.
-
-    DELETE entries and entries without a resource are counted in ``skipped``; a ``history`` Bundle
-    keeps only the newest version of each resource (entries come newest first) and a deleted
-    resource is not read. A resource with neither id nor usable fullUrl is returned without id (it
-    is quarantined as ``missing_id``).
-    """
-    out: list[tuple[dict[str, Any], dict[str, Any]]] = []
-    seen: set[str] = set()
-    history = bundle.get("type") == "history"
-    for entry in bundle.get("entry") or []:
-        if not isinstance(entry, dict):
-            continue
-        raw_request = entry.get("request")
-        request: dict[str, Any] = raw_request if isinstance(raw_request, dict) else {}
-        res = entry.get("resource")
-        key = str(request.get("url") or entry.get("fullUrl") or "")
-        if isinstance(res, dict) and isinstance(res.get("resourceType"), str):
-            rid = entry_id(entry, res)
-            if rid is not None and rid != res.get("id"):
-                res = {**res, "id": rid}
-            key = f"{res['resourceType']}/{rid}" if rid else key
-        if history and key:
-            if key in seen:
-                continue
-            seen.add(key)
-        if request.get("method") == "DELETE":
-            skipped["DELETE"] += 1
-            continue
-        if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
-            skipped["Bundle.entry without resource"] += 1
-            continue
-        out.append((entry, res))
-    return out
-
-
-def coded(concept: dict[str, Any]) -> SimpleNamespace:
-    """A CodeableConcept given as JSON, in the attribute form the mappers read (codings only)."""
-    codings = [
-        SimpleNamespace(system=c.get("system"), code=str(c["code"]) if c.get("code") is not None else None)
-        for c in concept.get("coding") or []
-        if isinstance(c, dict)
-    ]
-    return SimpleNamespace(coding=codings)
 
 
 def _canonical_sha(obj: Any) -> str:

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from common.crypto import Pseudonymizer, load_key
+from site_node.clinical.fhir.bundle import BUNDLE_TYPES, bundle_entries, entry_id
 from site_node.clinical.fhir.codes import is_ucum, source_code
 from site_node.clinical.fhir.ingest import IngestSummary, bulk_gc, ingest_fhir
-from site_node.clinical.fhir.worker import BUNDLE_TYPES, bundle_entries, entry_id, model_class, parse_json
+from site_node.clinical.fhir.worker import model_class, parse_json
 from site_node.home import open_site
 from tests.site_node.clinical.conftest import observation, omop_rows, patient, write_ndjson
 

@@ -119,3 +119,32 @@ def test_ingest_run_records_the_tally(site_home: Path) -> None:
     with site.engine.connect() as conn:
         counts = conn.execute(select(run_audit.c.counts).where(run_audit.c.run_id == run.run_id)).scalar_one()
     assert counts["outcomes"] == {"quarantined": 1, "duplicate": 1} and counts["files"] == 2
+
+
+def test_an_in_memory_dataset_is_deidentified_through_the_spine(site_home: Path) -> None:
+    """What the PACS connector does: a pydicom Dataset with a pseudonymous source id, no file."""
+    from pydicom import dcmread
+    from pydicom.data import get_testdata_file
+
+    from site_node.deid.runner import deid_sources
+
+    site = open_site(site_home)
+    ds = dcmread(get_testdata_file("CT_small.dcm"))
+    item = SourceItem.from_dataset("pacs:instance-1", ds)
+    out = site.settings.export_dir / "dicom"
+    summary = deid_sources(site, [item, item], out, command="pacs-test")
+    assert (summary.written, summary.duplicates) == (1, 1)
+    assert len(list(out.rglob("*.dcm"))) == 1
+    with site.engine.connect() as conn:
+        (name,) = conn.execute(select(ingest_journal.c.source_name)).scalars()
+    assert name == source_pseudonym(site.pseudonymizer(), "pacs:instance-1")
+
+
+def test_reason_records_of_the_older_dicom_layout_are_listed(tmp_path: Path) -> None:
+    folder = tmp_path / "quarantine" / "dicom"
+    folder.mkdir(parents=True)
+    old = {"reason": "not_dicom", "message": "not a DICOM file", "field": None, "content_sha256": "ab" * 32}
+    (folder / f"{'ab' * 16}.json").write_text(json.dumps({**old, "stage": "dicom", "source": "Oxyz"}))
+    (folder / f"{'ab' * 16}.bin").write_bytes(b"x")
+    (entry,) = Quarantine(tmp_path / "quarantine").entries()
+    assert (entry.id, entry.stage, entry.reason, entry.source) == ("ab" * 16, "dicom", "not_dicom", "Oxyz")
