@@ -19,11 +19,21 @@ app = typer.Typer(
 )
 
 
-from site_node.cli import admin, clinical, deid, key, publish, synth, training  # noqa: E402
+from site_node.cli import (  # noqa: E402
+    admin,
+    clinical,
+    deid,
+    key,
+    pacs,
+    publish,
+    quarantine,
+    synth,
+    training,
+)
 
 # Every command group is registered here, by name: a broken import fails loudly instead of
 # hiding a command.
-for _module in (admin, key, synth, deid, clinical, publish, training):
+for _module in (admin, key, synth, deid, clinical, quarantine, publish, training, pacs):
     _module.register(app)
 
 

@@ -8,11 +8,9 @@ write to the database; they only read the vocabulary. Every failure is turned in
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -25,6 +23,7 @@ from common.crypto import Pseudonymizer, sha256_hex
 from common.errors import InputError
 from site_node.clinical.fhir.allergy import map_allergy
 from site_node.clinical.fhir.base import MapContext, Mapped, MissingDate, source_key, to_datetime
+from site_node.clinical.fhir.bundle import BUNDLE_TYPES, bundle_entries, coded
 from site_node.clinical.fhir.codes import void_status
 from site_node.clinical.fhir.condition import map_condition
 from site_node.clinical.fhir.encounter import map_encounter
@@ -60,22 +59,14 @@ MAPPERS: dict[str, Callable[[Any, MapContext, Mapped], None]] = {
 }
 #: Writers resolve references in this order (patients, then visits, then events).
 PRIORITY = {"Patient": 0, "Encounter": 1, "ImagingStudy": 3}
-#: Every R4 Bundle.type: the entries' resources are read whatever the type.
-BUNDLE_TYPES = {
-    "document",
-    "message",
-    "history",
-    "searchset",
-    "collection",
-    "transaction",
-    "batch",
-    "transaction-response",
-    "batch-response",
-}
+#: Resources other records reference: a run writes these from every file first (phase ``people``),
+#: then everything else (phase ``events``), so references resolve whatever the file order.
+PEOPLE = frozenset({"Patient", "Encounter"})
+_PEOPLE_MARKS = (b'"Patient"', b'"Encounter"')
+_PEOPLE_PREFIXES = (b'{"resourceType":"Patient"', b'{"resourceType":"Encounter"')
 #: Resources that are narrative / envelope only: counted as not mapped, never validated or stored.
 NARRATIVE_TYPES = frozenset({"Composition", "MessageHeader"})
 _MAX_NESTING = 3
-_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
 def parse_json(data: bytes) -> Any:
@@ -139,6 +130,7 @@ class ChunkResult:
     file_index: int
     chunk_index: int
     last: bool
+    people: bool = False  # the task's phase
     read: int = 0
     unchanged: int = 0
     mapped: list[Mapped] = field(default_factory=list)
@@ -158,6 +150,7 @@ class Task:
     lines: list[tuple[int, bytes]] | None = None
     document: bytes | None = None
     error: str | None = None  # the file could not be read (quarantined with this reason)
+    people: bool = False  # phase ``people``: only Patients and Encounters; else only the rest
 
 
 def error_path(exc: ValidationError) -> str:
@@ -175,7 +168,7 @@ class FhirWorker:
     """Per-process state: pseudonymizer, vocabulary lookups and the hashes already ingested.
 
     Args:
-        key: the site key.
+        pz: the site pseudonymizer (pickled to worker processes as itself).
         db_url: the site database (read for the vocabulary only).
         mrn_system: the site's MRN identifier system.
         known_hashes: content hashes of resources already in the database (skipped unparsed).
@@ -184,13 +177,13 @@ class FhirWorker:
 
     def __init__(
         self,
-        key: bytes,
+        pz: Pseudonymizer,
         db_url: str,
         mrn_system: str | None,
         known_hashes: frozenset[str],
         medications: dict[str, Any] | None = None,
     ) -> None:
-        self.pz = Pseudonymizer(key)
+        self.pz = pz
         self.engine = create_engine(db_url, future=True)
         self.concepts = ConceptMapper(self.engine)
         self.mrn_system = mrn_system
@@ -201,62 +194,91 @@ class FhirWorker:
         return MapContext(self.pz, self.concepts, self.mrn_system, medications=self.medications)
 
     def run(self, task: Task) -> ChunkResult:
-        """Process one task."""
-        result = ChunkResult(task.file_index, task.chunk_index, task.last)
+        """Process one task (in phase ``people`` only its Patients and Encounters, else the rest).
+
+        Everything that is not a Patient or an Encounter (bad JSON, unreadable files, unknown
+        resources, records already written) is read and counted in phase ``events`` only.
+        """
+        result = ChunkResult(task.file_index, task.chunk_index, task.last, people=task.people)
         if task.error is not None:
-            result.read += 1
-            result.quarantined.append(Quarantined(0, task.error, "file"))
+            if not task.people:
+                result.read += 1
+                result.quarantined.append(Quarantined(0, task.error, "file"))
         elif task.lines is not None:
             ctx = self._context()  # one per chunk: _resource leaves its per-record lists empty
             for position, raw in task.lines:
-                self._line(position, raw, result, ctx)
+                self._line(position, raw, result, ctx, task.people)
         elif task.document is not None:
-            self._document(task.document, result)
+            if not task.people or any(mark in task.document for mark in _PEOPLE_MARKS):
+                self._document(task.document, result, task.people)
         return result
 
-    def _line(self, position: int, raw: bytes, result: ChunkResult, ctx: MapContext) -> None:
+    def _line(self, position: int, raw: bytes, result: ChunkResult, ctx: MapContext, people: bool) -> None:
         raw = raw.strip()
         if not raw:
             return
+        # most exporters write resourceType first: such a Patient or Encounter line belongs to
+        # phase people and is skipped in phase events unhashed and unparsed (counted once, there)
+        plainly_people = raw.startswith(_PEOPLE_PREFIXES)
+        if people and not (plainly_people or _PEOPLE_MARKS[0] in raw or _PEOPLE_MARKS[1] in raw):
+            return
+        if plainly_people and not people:
+            return
         sha = sha256_hex(raw)
         if sha in self.known:
-            result.read += 1
-            result.unchanged += 1
+            if people == plainly_people:  # anything else already written is counted in phase events
+                result.read += 1
+                result.unchanged += 1
             return
         try:
             obj = parse_json(raw)
         except (ValueError, UnicodeDecodeError):
-            result.read += 1
-            result.quarantined.append(Quarantined(position, "malformed_json", None, raw))
+            if not people:
+                result.read += 1
+                result.quarantined.append(Quarantined(position, "malformed_json", None, raw))
             return
         if isinstance(obj, dict) and obj.get("resourceType") == "Bundle":
-            self._bundle(obj, raw, position, result)  # one Bundle per line: its entries are read
+            self._bundle(obj, raw, position, result, people)  # one Bundle per line: its entries are read
+            return
+        if _skipped_in_phase(obj, people):
             return
         result.read += 1
         self._resource(obj, sha, position, raw, result, ctx)
 
-    def _document(self, data: bytes, result: ChunkResult) -> None:
+    def _document(self, data: bytes, result: ChunkResult, people: bool) -> None:
         try:
             obj = parse_json(data)
         except (ValueError, UnicodeDecodeError):
-            result.read += 1
-            result.quarantined.append(Quarantined(0, "malformed_json", None, data))
+            if not people:
+                result.read += 1
+                result.quarantined.append(Quarantined(0, "malformed_json", None, data))
             return
         if isinstance(obj, dict) and obj.get("resourceType") == "Bundle":
-            self._bundle(obj, data, None, result)
+            self._bundle(obj, data, None, result, people)
+            return
+        if _skipped_in_phase(obj, people):
             return
         result.read += 1
         self._resource(obj, _canonical_sha(obj), 0, data, result, self._context())
 
     def _bundle(
-        self, obj: dict[str, Any], raw: bytes, line: int | None, result: ChunkResult, depth: int = 0
+        self,
+        obj: dict[str, Any],
+        raw: bytes,
+        line: int | None,
+        result: ChunkResult,
+        people: bool,
+        depth: int = 0,
     ) -> None:
         """Read the entries of a Bundle of any type (``line``: its ndjson line, None for a file)."""
         if obj.get("type") not in BUNDLE_TYPES or depth > _MAX_NESTING:
-            result.read += 1
-            result.quarantined.append(Quarantined(line or 0, "unsupported_bundle_type", "Bundle.type", raw))
+            if not people:
+                result.read += 1
+                result.quarantined.append(
+                    Quarantined(line or 0, "unsupported_bundle_type", "Bundle.type", raw)
+                )
             return
-        entries = bundle_entries(obj, result.skipped)
+        entries = bundle_entries(obj, Counter() if people else result.skipped)  # counted once
         ctx = self._context()
         local_meds: dict[str, Any] = {}
         for entry, res in entries:
@@ -278,8 +300,10 @@ class FhirWorker:
             position = line if line is not None else index
             if res["resourceType"] == "Bundle":
                 nested = json.dumps(res).encode()
-                self._bundle(res, nested, position, result, depth + 1)
+                self._bundle(res, nested, position, result, people, depth + 1)
                 continue
+            if (res["resourceType"] in PEOPLE) != people:
+                continue  # read in the other phase
             result.read += 1
             if res["resourceType"] in NARRATIVE_TYPES:
                 result.skipped[res["resourceType"]] += 1  # never validated, never stored
@@ -350,72 +374,17 @@ class FhirWorker:
         out.unmapped = list(ctx.unmapped)
         out.codes = {k: list(v) for k, v in ctx.codes.items()}
         out.invalid = list(ctx.invalid)
-        if ctx.visit_dated is not None:  # dated by its visit: the writer may still set it aside
-            out.visit_dated, out.position, out.raw = ctx.visit_dated, position, raw
+        # where the record was and its bytes: the writer may still set it aside (unknown patient,
+        # undated by a visit the site does not have), and the quarantine keeps the bytes
+        out.visit_dated, out.position, out.raw = ctx.visit_dated, position, raw
         result.mapped.append(out)
         return None
 
 
-def entry_id(entry: dict[str, Any], resource: dict[str, Any]) -> str | None:
-    """The resource's id, else one derived from the entry's fullUrl (``urn:uuid:<id>`` or the last
-    path segment of a URL); None when neither gives a valid FHIR id."""
-    if resource.get("id"):
-        return str(resource["id"])
-    url = str(entry.get("fullUrl") or "").strip()
-    if url.startswith(("urn:uuid:", "urn:oid:")):
-        candidate = url[9:] if url.startswith("urn:uuid:") else url[8:]
-    else:
-        candidate = url.split("/_history/")[0].rstrip("/").rsplit("/", 1)[-1] if url else ""
-    return candidate if _ID.fullmatch(candidate) else None
-
-
-def bundle_entries(
-    bundle: dict[str, Any], skipped: Counter[str]
-) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """The (entry, resource) pairs of a Bundle to read, each resource with an id.
-
-    DELETE entries and entries without a resource are counted in ``skipped``; a ``history`` Bundle
-    keeps only the newest version of each resource (entries come newest first) and a deleted
-    resource is not read. A resource with neither id nor usable fullUrl is returned without id (it
-    is quarantined as ``missing_id``).
-    """
-    out: list[tuple[dict[str, Any], dict[str, Any]]] = []
-    seen: set[str] = set()
-    history = bundle.get("type") == "history"
-    for entry in bundle.get("entry") or []:
-        if not isinstance(entry, dict):
-            continue
-        raw_request = entry.get("request")
-        request: dict[str, Any] = raw_request if isinstance(raw_request, dict) else {}
-        res = entry.get("resource")
-        key = str(request.get("url") or entry.get("fullUrl") or "")
-        if isinstance(res, dict) and isinstance(res.get("resourceType"), str):
-            rid = entry_id(entry, res)
-            if rid is not None and rid != res.get("id"):
-                res = {**res, "id": rid}
-            key = f"{res['resourceType']}/{rid}" if rid else key
-        if history and key:
-            if key in seen:
-                continue
-            seen.add(key)
-        if request.get("method") == "DELETE":
-            skipped["DELETE"] += 1
-            continue
-        if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
-            skipped["Bundle.entry without resource"] += 1
-            continue
-        out.append((entry, res))
-    return out
-
-
-def coded(concept: dict[str, Any]) -> SimpleNamespace:
-    """A CodeableConcept given as JSON, in the attribute form the mappers read (codings only)."""
-    codings = [
-        SimpleNamespace(system=c.get("system"), code=str(c["code"]) if c.get("code") is not None else None)
-        for c in concept.get("coding") or []
-        if isinstance(c, dict)
-    ]
-    return SimpleNamespace(coding=codings)
+def _skipped_in_phase(obj: Any, people: bool) -> bool:
+    """Whether a top-level record belongs to the other phase (records without a type: ``events``)."""
+    rtype = obj.get("resourceType") if isinstance(obj, dict) else None
+    return (rtype in PEOPLE) != people
 
 
 def _canonical_sha(obj: Any) -> str:
@@ -426,7 +395,7 @@ _STATE: FhirWorker | None = None
 
 
 def init_worker(
-    key: bytes,
+    pz: Pseudonymizer,
     db_url: str,
     mrn_system: str | None,
     known_hashes: frozenset[str],
@@ -434,7 +403,7 @@ def init_worker(
 ) -> None:
     """Process-pool initializer: build this process's :class:`FhirWorker`."""
     global _STATE
-    _STATE = FhirWorker(key, db_url, mrn_system, known_hashes, medications)
+    _STATE = FhirWorker(pz, db_url, mrn_system, known_hashes, medications)
 
 
 def run_task(task: Task) -> ChunkResult:
