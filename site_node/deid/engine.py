@@ -24,6 +24,7 @@ from common.errors import InputError
 from site_node.deid import profile as P
 from site_node.deid.codes import standard_meaning
 from site_node.deid.dates import shift_value
+from site_node.deid.private import SafePrivate, filter_private, load_safe_private
 from site_node.deid.profile import Plan, build_plan
 from site_node.deid.raw import apply_raw, class_uid
 from site_node.deid.vocabulary import clean_text, load_vocabulary
@@ -66,6 +67,7 @@ CID_7050: dict[str, tuple[str, str]] = {
     "retain_patient_characteristics": ("113108", "Retain Patient Characteristics Option"),
     "retain_device_identity": ("113109", "Retain Device Identity Option"),
     "retain_uids": ("113110", "Retain UIDs Option"),
+    "retain_safe_private": ("113111", "Retain Safe Private Option"),
     "retain_institution_identity": ("113112", "Retain Institution Identity Option"),
 }
 
@@ -104,11 +106,14 @@ class DeidContext:
     patient_pseudonym: str = ""
     days: int = 0
     markers: list[DataElement] | None = None
+    safe_private: SafePrivate | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         quiet_pydicom()
         self.plan = build_plan(self.options)
         self.vocab = load_vocabulary()
+        if self.options.retain_safe_private:
+            self.safe_private = load_safe_private()
 
     def pseudonym(self, namespace: str, value: str) -> str:
         """``pz.patient`` / ``pz.pseudonym`` with a per-run cache (the same IDs recur in every file)."""
@@ -286,16 +291,25 @@ HANDLERS: dict[str, _Handler] = {
 
 
 def walk(ds: Dataset, ctx: DeidContext, depth: int = 0) -> None:
-    """Apply the plan to every element of ``ds`` (and, through sequences, of its items)."""
+    """Apply the plan to every element of ``ds`` (and, through sequences, of its items).
+
+    Private elements (odd groups: never in the plan) are set aside during the pass and, under the
+    Retain Safe Private Option, filtered against the safe private list afterwards; otherwise removed.
+    """
     elements = ds._dict
     actions = ctx.plan.actions
     keep, remove = P.KEEP, P.REMOVE
+    safe = ctx.safe_private
+    private: list[int] = []
     for tag in list(elements):
         action = actions.get(tag, remove)
         if action == keep:
             continue
         if action == remove:
-            del elements[tag]
+            if safe is not None and tag & 0x10000:
+                private.append(tag)
+            else:
+                del elements[tag]
         else:
             try:
                 if not apply_raw(ds, tag, action, ctx):
@@ -308,6 +322,8 @@ def walk(ds: Dataset, ctx: DeidContext, depth: int = 0) -> None:
                     "an element could not be decoded",
                     field=f"({tag >> 16:04X},{tag & 0xFFFF:04X})",
                 ) from exc
+    if private and safe is not None:
+        filter_private(elements, private, safe)
 
 
 def _code_item(value: str, meaning: str) -> Dataset:
