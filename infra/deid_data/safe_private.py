@@ -136,7 +136,22 @@ VENDOR: list[tuple[str, str, str, str, str]] = [
     ("Philips MR Imaging DD 001", "2005", "b0", "Diffusion Direction RL", "diffusion"),
     ("Philips MR Imaging DD 001", "2005", "b1", "Diffusion Direction AP", "diffusion"),
     ("Philips MR Imaging DD 001", "2005", "b2", "Diffusion Direction FH", "diffusion"),
+    ("Image Private Header", "0065", "09", "Diffusion b-value (UIH)", "diffusion"),
+    ("Image Private Header", "0065", "37", "Diffusion gradient direction (UIH)", "diffusion"),
+    ("Image Private Header", "0065", "50", "Number of images in grid (UIH)", "geometry"),
+    ("Image Private Header", "0065", "58", "Phase encoding direction positive (UIH)", "geometry"),
+    ("Image Private Header", "0065", "51", "MR V frame sequence (UIH): per-image position", "sequence"),
 ]
+
+#: (creator, group, element) -> (VR, VM) for rows missing from pydicom's dictionary: the VR that
+#: dcm2niix's comment gives and the multiplicity seen in the dcm_qa_stc UIH files.
+MISSING = {
+    ("Image Private Header", "0065", "09"): ("FD", "1"),
+    ("Image Private Header", "0065", "37"): ("FD", "3"),
+    ("Image Private Header", "0065", "50"): ("DS", "1"),
+    ("Image Private Header", "0065", "58"): ("IS", "1"),
+    ("Image Private Header", "0065", "51"): ("SQ", "1"),
+}
 
 #: VMs where the dictionary says 1 but scanners write more values (dcm2niix reads them as arrays).
 VM_OVERRIDE = {
@@ -188,6 +203,9 @@ CSA_FIELDS = (
 
 
 def _entry(creator: str, group: str, element: str) -> tuple[str, str, str] | None:
+    if (creator, group, element) in MISSING:
+        vr, vm = MISSING[(creator, group, element)]
+        return vr, vm, ""
     for name in (creator, creator.upper()):
         entry = private_dictionaries.get(name, {}).get(f"{group.upper()}xx{element.upper()}")
         if entry:
@@ -229,7 +247,7 @@ def build() -> dict[str, object]:
             "kind": kind,
             "source": source,
         }
-        if vr not in KEPT_VRS:
+        if vr not in KEPT_VRS and kind != "sequence":
             entry["reason"] = "VR not numeric or CS" if vr else "VR unknown"
             dropped.append(entry)
             continue
@@ -249,7 +267,9 @@ def build() -> dict[str, object]:
             "Private attributes kept by the Retain Safe Private Option (PS3.15 E.3.10, CID 7050 113111): "
             "matched by private creator, odd group and element within the creator's block; the value must "
             "fit the VR (numbers, or CS code strings of A-Z 0-9 space and underscore). kind=csa: the "
-            "Siemens CSA image header, rewritten with only csa_fields whose items are all numbers."
+            "Siemens CSA image header, rewritten with only csa_fields whose items are all numbers. "
+            "kind=sequence: a private sequence of standard attributes, kept with its items "
+            "de-identified by the same profile (any text in them is handled as at the top level)."
         ),
         "source": (
             f"{E3101} (DICOM 2024b; PixelMed ClinicalTrialsAttributes.isSafePrivateAttribute); "

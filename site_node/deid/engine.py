@@ -323,7 +323,8 @@ def walk(ds: Dataset, ctx: DeidContext, depth: int = 0) -> None:
                     field=f"({tag >> 16:04X},{tag & 0xFFFF:04X})",
                 ) from exc
     if private and safe is not None:
-        filter_private(elements, private, safe)
+        for tag in filter_private(elements, private, safe):
+            _recurse(ds, tag, ctx, depth)
 
 
 def _code_item(value: str, meaning: str) -> Dataset:

@@ -28,6 +28,7 @@ _BINARY_SIZE = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8, "UV": 8, "
 _NUMBER = re.compile(rb"^ *[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)? *$")
 _CODE = re.compile(rb"^[A-Z0-9_ ]{0,16}$")
 _CSA = "csa"
+_SEQUENCE = "sequence"
 
 
 @dataclass(frozen=True)
@@ -67,10 +68,11 @@ def load_safe_private() -> SafePrivate:
     rules: dict[tuple[int, str, int], Rule] = {}
     for row in data["attributes"]:
         group, element, vr = int(row["group"], 16), int(row["element"], 16), row["vr"]
-        if not group & 1 or not 0 <= element <= 0xFF or (vr not in allowed and row["kind"] != _CSA):
+        special = row["kind"] in (_CSA, _SEQUENCE)
+        if not group & 1 or not 0 <= element <= 0xFF or (vr not in allowed and not special):
             where = f"({row['group']},xx{row['element']})"
             raise ConfigError(f"safe private list row {where} is invalid", field="deid")
-        rule = Rule(_CSA if row["kind"] == _CSA else vr, *_vm(row["vm"]))
+        rule = Rule(row["kind"] if special else vr, *_vm(row["vm"]))
         rules[(group, row["creator"].strip(), element)] = rule
     return SafePrivate(
         rules,
@@ -124,16 +126,20 @@ def _creator(elem: Any) -> str:
     return str(value or "").strip(" \x00")
 
 
-def filter_private(elements: dict[int, Any], tags: list[int], safe: SafePrivate) -> None:
+def filter_private(elements: dict[int, Any], tags: list[int], safe: SafePrivate) -> list[int]:
     """Keep the safe private elements among ``tags`` (all private, of one dataset); remove the rest.
 
     Args:
         elements: the dataset's element dict (``Dataset._dict``), changed in place.
         tags: the private tags of that dataset.
         safe: the rules from :func:`load_safe_private`.
+
+    Returns:
+        The kept private sequences: the caller de-identifies their items with the profile.
     """
     creators: dict[tuple[int, int], str] = {}
     used: set[tuple[int, int]] = set()
+    sequences: list[int] = []
     for tag in sorted(tags):  # a block's creator (gggg,00xx) sorts before its elements (gggg,xx..)
         group, element = tag >> 16, tag & 0xFFFF
         if 0x10 <= element <= 0xFF:
@@ -144,16 +150,21 @@ def filter_private(elements: dict[int, Any], tags: list[int], safe: SafePrivate)
         rule = safe.rules.get((group, creator, element & 0xFF)) if creator else None
         if rule is not None and _keep(elements, tag, rule, safe):
             used.add((group, block))
+            if rule.vr == _SEQUENCE:
+                sequences.append(tag)
             continue
         del elements[tag]
     for group, element in creators:
         if (group, element) not in used:
             del elements[(group << 16) | element]
+    return sequences
 
 
 def _keep(elements: dict[int, Any], tag: int, rule: Rule, safe: SafePrivate) -> bool:
     vr = rule.vr
     elem = elements[tag]
+    if vr == _SEQUENCE:  # pydicom parses sequences as it reads; the engine de-identifies the items
+        return elem.VR == "SQ"
     if not isinstance(elem, RawDataElement) or elem.length == 0xFFFFFFFF:
         return False  # decoded already (not from a file) or undefined length: not ours to trust
     if elem.VR not in (None, "UN", vr) and not (vr == _CSA and elem.VR in ("OB", "UN")):
