@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pydicom.config
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
@@ -26,7 +27,7 @@ from site_node.deid.codes import standard_meaning
 from site_node.deid.dates import shift_value
 from site_node.deid.private import SafePrivate, filter_private, load_safe_private
 from site_node.deid.profile import Plan, build_plan
-from site_node.deid.raw import apply_raw, class_uid
+from site_node.deid.raw import apply_raw, class_uid, raw_text
 from site_node.deid.vocabulary import clean_text, load_vocabulary
 from site_node.deid.writer import register_static
 
@@ -374,8 +375,26 @@ def _build_markers(ds: Dataset, ctx: DeidContext) -> None:
 
 
 def _text(ds: Dataset, keyword: str) -> str:
+    fast = raw_text(ds, _TAGS[keyword])
+    if fast is not None:
+        return fast
     value = ds.get(keyword)
     return "" if value is None else str(value).strip().rstrip("\x00")
+
+
+_TAGS = {
+    keyword: int(tag_for_keyword(keyword))  # type: ignore[arg-type]
+    for keyword in (
+        "PatientID",
+        "PatientName",
+        "AccessionNumber",
+        "StudyInstanceUID",
+        "SOPInstanceUID",
+        "CodingSchemeDesignator",
+        "CodeValue",
+        "LongCodeValue",
+    )
+}
 
 
 def deidentify(ds: Dataset, ctx: DeidContext) -> Deidentified:

@@ -47,6 +47,23 @@ def _vr_of(tag: int) -> str:
         return "UN"
 
 
+def raw_text(ds: Dataset, tag: int) -> str | None:
+    """The single ASCII value of ``tag`` read from its raw bytes ("" when absent); None: decode it.
+
+    Saves pydicom's element conversion for the few values the engine reads (IDs, UIDs, codes);
+    anything not plain single-valued ASCII returns None and the caller decodes it the general way.
+    """
+    elem = cast("dict[int, Any]", ds._dict).get(tag)
+    if elem is None:
+        return ""
+    if not isinstance(elem, RawDataElement):
+        return None
+    data = elem.value
+    if not isinstance(data, bytes) or not data.isascii() or b"\\" in data:
+        return None
+    return data.decode("ascii").strip().rstrip("\x00")
+
+
 def _uid(values: list[str], vr: str, ctx: DeidContext) -> list[str] | None:
     return [ctx.new_uid(v) for v in values] if vr == "UI" else None
 
