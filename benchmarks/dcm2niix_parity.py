@@ -4,8 +4,9 @@ Each NIfTI dcm2niix writes is reduced to a signature: image dimensions, voxel si
 qform (rounded to 1e-3 mm), the SHA-256 of the voxel data and, for diffusion, the b-values and
 vectors (rounded). File names are not compared (they come from series descriptions, which the
 profile cleans). Parity = share of the originals' series signatures found among the de-identified
-ones (a multiset intersection), so a mosaic of 36 slices instead of 35, a lost b-vector table or a
-series split in two volumes all count as a miss.
+ones. :func:`series_parity` converts each series on its own (the files of one original series, and
+the outputs made from them) and counts the series whose signatures are all equal, so a mosaic of 36
+slices instead of 35, a lost b-vector table or a series split in two volumes all count as a miss.
 
 Run alone: ``.venv/bin/python benchmarks/dcm2niix_parity.py ORIGINALS DEIDENTIFIED``.
 """
@@ -60,8 +61,28 @@ def signatures(folder: Path, dcm2niix: str = "dcm2niix") -> Counter[str]:
 
 
 def parity(original: Counter[str], deidentified: Counter[str]) -> tuple[int, int]:
-    """(series of the originals found unchanged after de-identification, series of the originals)."""
+    """(NIfTI of the originals found unchanged after de-identification, NIfTI of the originals)."""
     return sum((original & deidentified).values()), sum(original.values())
+
+
+def group_signatures(groups: dict[str, list[Path]], dcm2niix: str = "dcm2niix") -> dict[str, Counter[str]]:
+    """Signatures per series: each group of files (one series) converted on its own."""
+    result = {}
+    for key, paths in groups.items():
+        folder = Path(tempfile.mkdtemp(prefix="series_"))
+        try:
+            for i, path in enumerate(paths):
+                (folder / f"{i}.dcm").symlink_to(path.resolve())
+            result[key] = signatures(folder, dcm2niix)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    return result
+
+
+def series_parity(original: dict[str, Counter[str]], output: dict[str, Counter[str]]) -> tuple[int, int]:
+    """(series that convert exactly as the original did, series of the originals that convert)."""
+    converted = {key: sigs for key, sigs in original.items() if sigs}
+    return sum(1 for key, sigs in converted.items() if output.get(key) == sigs), len(converted)
 
 
 def main() -> None:
