@@ -182,3 +182,58 @@ def test_enhanced_mr_functional_groups_kept_identifiers_inside_removed(pz) -> No
     index = out.DimensionIndexSequence[0]
     assert index.DimensionOrganizationUID == pz.uid("1.2.826.0.1.3680043.9.7777.6")
     assert NAME.lower() not in str(out).lower()
+
+
+def _ge_dwi_series(folder: Path) -> None:
+    """A GE diffusion series (4 volumes x 3 slices of 8x8) whose b-values and vectors are private."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
+
+    folder.mkdir(parents=True)
+    directions = [(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1)]
+    for volume, direction in enumerate(directions):
+        for z in range(3):
+            number = volume * 3 + z + 1
+            ds = Dataset()
+            ds.file_meta = FileMetaDataset()
+            ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = (
+                f"1.2.826.0.1.3680043.9.7777.8.{number}"
+            )
+            ds.StudyInstanceUID, ds.SeriesInstanceUID = (
+                "1.2.826.0.1.3680043.9.7777.9",
+                "1.2.826.0.1.3680043.9.7777.10",
+            )
+            ds.Modality, ds.Manufacturer = "MR", "GE MEDICAL SYSTEMS"
+            ds.SeriesNumber, ds.InstanceNumber, ds.AcquisitionNumber = 5, number, 1
+            ds.StudyDate, ds.SeriesTime, ds.AcquisitionTime = "20200115", "101500", "101500"
+            ds.ImageType = ["ORIGINAL", "PRIMARY", "OTHER"]
+            ds.ImagePositionPatient = [-8.0, -8.0, float(z * 4)]
+            ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+            ds.PixelSpacing, ds.SliceThickness = [2, 2], 4
+            ds.EchoTime, ds.RepetitionTime, ds.MagneticFieldStrength = 80, 4000, 3
+            ds.Rows = ds.Columns = 8
+            ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+            ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+            ds.PixelData = (np.arange(64, dtype=np.int16) + 100 * volume + 10 * z).tobytes()
+            acq = ds.private_block(0x0019, "GEMS_ACQU_01", create=True)
+            for element, value in zip((0xBB, 0xBC, 0xBD), direction, strict=True):
+                acq.add_new(element, "DS", str(value))
+            acq.add_new(0x9C, "LO", f"epi {NAME}")
+            parm = ds.private_block(0x0043, "GEMS_PARM_01", create=True)
+            parm.add_new(0x39, "IS", [str(1_000_000_000 + (1000 if volume else 0)), "8", "0", "0"])
+            plant(ds)
+            ds.save_as(folder / f"im{number:03d}.dcm", enforce_file_format=True)
+
+
+@needs_dcm2niix
+def test_ge_diffusion_series_keeps_bvalues_and_vectors(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    _ge_dwi_series(src)
+    out = _run(tmp_path, src)
+    original, deidentified = _nifti(src, tmp_path / "n1"), _nifti(out, tmp_path / "n2")
+    assert original[".bval"] == ["0", "1000", "1000", "1000"]
+    assert deidentified == original
+    for path in out.rglob("*.dcm"):
+        assert NAME.encode() not in path.read_bytes()
