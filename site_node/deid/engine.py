@@ -104,6 +104,8 @@ class DeidContext:
     plan: Plan = field(init=False)
     vocab: frozenset[str] = field(init=False)
     uid_cache: dict[str, str] = field(default_factory=dict)
+    #: (action, VR, raw value, day offset) -> new raw value (None: removed); see raw.apply_raw.
+    raw_cache: dict[tuple[str, str, bytes, int], bytes | None] = field(default_factory=dict)
     patient_pseudonym: str = ""
     days: int = 0
     markers: list[DataElement] | None = None

@@ -121,6 +121,11 @@ def _accession(values: list[str], vr: str, ctx: DeidContext) -> list[str] | None
     return [ctx.pseudonym("accession", value) if value else ""]
 
 
+#: Actions whose result depends only on the value, its VR and the patient's day offset: the same
+#: raw bytes (a study UID in every file, a description in every image of a series) are done once.
+_CACHED = frozenset({P.UID, P.CLASS_UID, P.SHIFT, P.CLEAN_TEXT, P.DEVICE, P.DUMMY})
+_MISSING = object()
+
 RULES: dict[str, _Rule] = {
     P.UID: _uid,
     P.CLASS_UID: _class_uid,
@@ -183,7 +188,18 @@ def apply_raw(ds: Dataset, tag: int, action: str, ctx: DeidContext) -> bool:
         return vr in ("LO", "UC") and _code_meaning(elements, tag, elem, ctx)
     rule = RULES.get(action)
     data = elem.value or b""
-    if rule is None or vr not in _STRING_VRS or not data.isascii():
+    if rule is None or vr not in _STRING_VRS:
+        return False
+    key = (action, vr, data, ctx.days) if action in _CACHED else None
+    if key is not None:
+        done = ctx.raw_cache.get(key, _MISSING)
+        if done is not _MISSING:
+            if done is None:
+                del elements[tag]
+            else:
+                elements[tag] = elem._replace(value=done, length=len(done))
+            return True
+    if not data.isascii():
         return False
     text = data.decode("ascii")
     values = [text] if vr in _SINGLE else text.split("\\")
@@ -193,8 +209,13 @@ def apply_raw(ds: Dataset, tag: int, action: str, ctx: DeidContext) -> bool:
     except LookupError:
         return False
     if new is None:
+        encoded = None
         del elements[tag]
-        return True
-    encoded = _encode(new, vr)
-    elements[tag] = elem._replace(value=encoded, length=len(encoded))
+    else:
+        encoded = _encode(new, vr)
+        elements[tag] = elem._replace(value=encoded, length=len(encoded))
+    if key is not None:
+        if len(ctx.raw_cache) > 100_000:
+            ctx.raw_cache.clear()
+        ctx.raw_cache[key] = encoded
     return True
