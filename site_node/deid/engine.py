@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import pydicom.config
 from pydicom.datadict import tag_for_keyword
@@ -326,8 +327,8 @@ def walk(ds: Dataset, ctx: DeidContext, depth: int = 0) -> None:
                     field=f"({tag >> 16:04X},{tag & 0xFFFF:04X})",
                 ) from exc
     if private and safe is not None:
-        for tag in filter_private(elements, private, safe):
-            _recurse(ds, tag, ctx, depth)
+        for kept in filter_private(cast("dict[int, Any]", elements), private, safe):
+            _recurse(ds, kept, ctx, depth)
 
 
 def _code_item(value: str, meaning: str) -> Dataset:

@@ -124,7 +124,6 @@ def _accession(values: list[str], vr: str, ctx: DeidContext) -> list[str] | None
 #: Actions whose result depends only on the value, its VR and the patient's day offset: the same
 #: raw bytes (a study UID in every file, a description in every image of a series) are done once.
 _CACHED = frozenset({P.UID, P.CLASS_UID, P.SHIFT, P.CLEAN_TEXT, P.DEVICE, P.DUMMY})
-_MISSING = object()
 
 RULES: dict[str, _Rule] = {
     P.UID: _uid,
@@ -192,8 +191,8 @@ def apply_raw(ds: Dataset, tag: int, action: str, ctx: DeidContext) -> bool:
         return False
     key = (action, vr, data, ctx.days) if action in _CACHED else None
     if key is not None:
-        done = ctx.raw_cache.get(key, _MISSING)
-        if done is not _MISSING:
+        if key in ctx.raw_cache:
+            done = ctx.raw_cache[key]
             if done is None:
                 del elements[tag]
             else:

@@ -11,6 +11,7 @@ elsewhere) clears it in ``site.toml``: ``[deid] cleared_burned_in = ["US", "1.2.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any, cast
 
 from pydicom.dataset import Dataset
 
@@ -41,7 +42,7 @@ _TAGS = {
 
 
 def _text(ds: Dataset, keyword: str) -> str:
-    elem = ds._dict.get(_TAGS[keyword])
+    elem = cast("dict[int, Any]", ds._dict).get(_TAGS[keyword])
     if elem is None:
         return ""
     raw = getattr(elem, "value", None)
