@@ -16,7 +16,15 @@ A planted date counts only in an output of its own patient (a shifted date of on
 another patient's original date by chance); every other planted value counts wherever it appears.
 Burned-in-risk classes are cleared for our engine here so that every tool processes every file.
 
-Run: ``.venv/bin/python benchmarks/deid_bench.py [--synth-patients 8] [--total 2000] [--keep DIR]``.
+With a real corpus (``benchmarks/real_corpus.py``, default ``bench-output/real_corpus``) its files are
+planted too (``deid_real.py``), and each tool's output is also checked for what research needs:
+dcm2niix series parity with the planted originals (series outside the burned-in classes,
+``dcm2niix_parity.py``) and enhanced MR files whose MR timing functional group still has
+RepetitionTime and FlipAngle. Ours (one worker), the floor and dicognito run ``--repeat`` times
+(best kept) for the speed ratios.
+
+Run: ``.venv/bin/python benchmarks/deid_bench.py [--synth-patients 8] [--total 2000] [--keep DIR]
+[--real DIR] [--repeat 3]``.
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ from multiprocessing import Pool
 from pathlib import Path
 
 import pydicom
+from dcm2niix_parity import group_signatures, series_parity
+from deid_real import plant_real, reset, timing_kept
 from pydicom.data import get_testdata_file
 
 warnings.simplefilter("ignore")
@@ -341,23 +351,78 @@ def scan(out: Path, needles: set[str], pool: Pool, owned: Owners) -> tuple[int, 
 # ----------------------------------------------------------------------------- main
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--synth-patients", type=int, default=8, help="patients per synthetic hospital")
-    parser.add_argument("--total", type=int, default=2000, help="minimum corpus size")
-    parser.add_argument("--keep", type=Path, help="work folder to keep (default: a temporary one)")
-    parser.add_argument("--skip", nargs="*", default=[], help="tools to skip (e.g. deid)")
-    args = parser.parse_args()
-    work = args.keep or Path(tempfile.mkdtemp(prefix="deid_bench_"))
-    corpus = work / "corpus"
-    if corpus.exists():
-        shutil.rmtree(corpus)
-    started = time.perf_counter()
-    files, needles = build_corpus(corpus, args.synth_patients, args.total)
-    print(
-        f"corpus: {len(files)} files, {len(needles)} planted values, built in "
-        f"{time.perf_counter() - started:.0f} s ({work})"
-    )
+SPEED_TOOLS = ("fedimaging (1 worker)", "pydicom read+write (floor)", "dicognito")
+
+
+@dataclass
+class Row:
+    """One tool's figures (speed: best of the repeats)."""
+
+    name: str
+    rate: float
+    cpu_rate: float
+    errors: int
+    leaky: int
+    distinct: int
+    parity: tuple[int, int] | None = None
+    timing: tuple[int, int] | None = None
+
+
+def _real_part(work: Path, real: Path | None) -> tuple[set[str], Path | None]:
+    """Planted copies of the real corpus under ``work/corpus/real`` (None when there is none)."""
+    if real is None or not real.exists():
+        return set(), None
+    needles, count = plant_real(real, work / "corpus" / "real")
+    print(f"real corpus: {count} DICOM files planted from {real}")
+    return needles, work / "corpus" / "real" / "ok"
+
+
+def _series_of_inputs(files: list[Path], real_ok: Path | None) -> list[str | None]:
+    """The SeriesInstanceUID of each corpus file of the real part outside burned-in classes.
+
+    pydicom's test files are left out of the parity: they are test objects, not scanner series (one
+    series UID is shared by a dozen unrelated files in different transfer syntaxes).
+    """
+    series: list[str | None] = []
+    for path in files:
+        if real_ok is None or real_ok not in path.parents or (real_ok / "pydicom") in path.parents:
+            series.append(None)
+            continue
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        series.append(str(ds.get("SeriesInstanceUID", "")) or None)
+    return series
+
+
+def _groups(series_of: list[str | None], files: list[Path]) -> dict[str, list[Path]]:
+    groups: dict[str, list[Path]] = {}
+    for uid, path in zip(series_of, files, strict=True):
+        if uid:
+            groups.setdefault(uid, []).append(path)
+    return groups
+
+
+def _output_groups(out: Path, series_of: list[str | None], home: Path, ours: bool) -> dict[str, list[Path]]:
+    """Output files grouped by the series of the input they came from: peers write ``<index>.dcm``;
+    ours writes ``<patient>/<study>/<remapped series UID>/...``, mapped back with the bench's key."""
+    groups: dict[str, list[Path]] = {}
+    if not ours:
+        for path in out.glob("*.dcm"):
+            uid = series_of[int(path.stem)] if path.stem.isdigit() else None
+            if uid:
+                groups.setdefault(uid, []).append(path)
+        return groups
+    from common.crypto import Pseudonymizer, load_key
+
+    pz = Pseudonymizer(load_key(home / "phi" / "site.key"))
+    back = {pz.uid(uid): uid for uid in set(series_of) if uid}
+    for path in out.rglob("*.dcm"):
+        uid = back.get(path.parent.name)
+        if uid:
+            groups.setdefault(uid, []).append(path)
+    return groups
+
+
+def _setup_home(work: Path) -> Path:
     from site_node.home import init_home
 
     key_home = work / "home"
@@ -372,6 +437,38 @@ def main() -> None:
             '"1.2.840.10008.5.1.4.1.1.7.4", "1.2.840.10008.5.1.4.1.1.6.1", "1.2.840.10008.5.1.4.1.1.3.1"]',
         )
     )
+    return key_home
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--synth-patients", type=int, default=8, help="patients per synthetic hospital")
+    parser.add_argument("--total", type=int, default=2000, help="minimum corpus size")
+    parser.add_argument("--keep", type=Path, help="work folder to keep (default: a temporary one)")
+    parser.add_argument("--skip", nargs="*", default=[], help="tools to skip (e.g. deid)")
+    parser.add_argument(
+        "--real", type=Path, default=Path("bench-output/real_corpus"), help="real files (real_corpus.py)"
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="runs of ours, the floor and dicognito (best)")
+    args = parser.parse_args()
+    work = args.keep or Path(tempfile.mkdtemp(prefix="deid_bench_"))
+    corpus = work / "corpus"
+    if corpus.exists():
+        shutil.rmtree(corpus)
+    started = time.perf_counter()
+    real_needles, real_ok = _real_part(work, args.real)
+    files, needles = build_corpus(corpus, args.synth_patients, args.total)
+    needles |= {n for n in real_needles if len(n) >= 4}
+    print(
+        f"corpus: {len(files)} files, {len(needles)} planted values, built in "
+        f"{time.perf_counter() - started:.0f} s ({work})"
+    )
+    key_home = _setup_home(work)
+    series_of = _series_of_inputs(files, real_ok)
+    originals = group_signatures(_groups(series_of, files)) if real_ok else None
+    timing_in = timing_kept(real_ok) if real_ok else None
+    if timing_in:
+        print(f"enhanced MR inputs with RepetitionTime and FlipAngle: {timing_in[0]}/{timing_in[1]}")
     cores = os.cpu_count() or 1
     tools: list[tuple[str, Callable[[list[Path], Path], int]]] = [
         ("fedimaging (1 worker)", _ours(1, key_home, corpus)),
@@ -388,16 +485,22 @@ def main() -> None:
             if any(s in name for s in args.skip):
                 continue
             out = work / f"out_{index}"
-            shutil.rmtree(out, ignore_errors=True)
-            out.mkdir(parents=True)
-            if name.startswith("fedimaging"):
-                _reset_journal(key_home)
-            t0, c0 = time.perf_counter(), _cpu()
-            errors = tool(files, out)
-            elapsed, cpu = time.perf_counter() - t0, _cpu() - c0
+            best_wall = best_cpu = float("inf")
+            for _ in range(args.repeat if name in SPEED_TOOLS else 1):
+                reset(out)
+                if name.startswith("fedimaging"):
+                    _reset_journal(key_home)
+                t0, c0 = time.perf_counter(), _cpu()
+                errors = tool(files, out)
+                best_wall, best_cpu = min(best_wall, time.perf_counter() - t0), min(best_cpu, _cpu() - c0)
             leaky, distinct = scan(out, needles, pool, owned)
-            rows.append((name, len(files) / elapsed, len(files) / cpu, errors, leaky, distinct))
-            print(f"  {name}: {len(files) / elapsed:.1f} files/s", flush=True)
+            row = Row(name, len(files) / best_wall, len(files) / best_cpu, errors, leaky, distinct)
+            if originals is not None and timing_in is not None:
+                groups = _output_groups(out, series_of, key_home, ours=name.startswith("fedimaging"))
+                row.parity = series_parity(originals, group_signatures(groups))
+                row.timing = timing_kept(out)  # inputs sharing a SOP Instance UID give one output of ours
+            rows.append(row)
+            print(f"  {name}: {row.rate:.1f} files/s", flush=True)
     _print_table(rows, len(files), len(needles))
 
 
@@ -417,31 +520,43 @@ def _reset_journal(home: Path) -> None:
         conn.execute(delete(ingest_journal))
 
 
-def _print_table(rows: list[tuple[str, float, float, int, int, int]], n_files: int, n_needles: int) -> None:
+def _ratio(pair: tuple[int, int] | None) -> str:
+    return f"{pair[0]}/{pair[1]} ({pair[0] / max(pair[1], 1):.0%})" if pair else "-"
+
+
+def _print_table(rows: list[Row], n_files: int, n_needles: int) -> None:
     buf = io.StringIO()
     buf.write(f"\n{n_files} files, {n_needles} planted values scanned in every output byte and path\n\n")
     buf.write(
         "| tool | files/s | files per CPU-s | errors/quarantined | files with a leak "
-        "| distinct values leaked |\n"
+        "| distinct values leaked | dcm2niix series parity | enhanced MR timing kept |\n"
     )
-    buf.write("|---|---:|---:|---:|---:|---:|\n")
-    for name, rate, cpu_rate, errors, leaky, distinct in rows:
-        buf.write(f"| {name} | {rate:.1f} | {cpu_rate:.1f} | {errors} | {leaky} | {distinct} |\n")
-    for label, column in (("wall", 1), ("CPU", 2)):
-        rates = {row[0]: float(row[column]) for row in rows}
+    buf.write("|---|---:|---:|---:|---:|---:|---:|---:|\n")
+    for r in rows:
+        parity_text = _ratio(r.parity)
+        timing_text = f"{r.timing[0]}/{r.timing[1]}" if r.timing else "-"
+        buf.write(
+            f"| {r.name} | {r.rate:.1f} | {r.cpu_rate:.1f} | {r.errors} | {r.leaky} | {r.distinct} "
+            f"| {parity_text} | {timing_text} |\n"
+        )
+    for label, attr in (("wall", "rate"), ("CPU", "cpu_rate")):
+        rates = {r.name: float(getattr(r, attr)) for r in rows}
         ours1 = rates.get("fedimaging (1 worker)")
         oursn = next(
-            (r for n, r in rates.items() if n.startswith("fedimaging (") and "1 worker" not in n), None
+            (v for n, v in rates.items() if n.startswith("fedimaging (") and "1 worker" not in n), None
         )
-        peers = [r for n, r in rates.items() if n in PEERS]
+        peers = [v for n, v in rates.items() if n in PEERS]
         floor = rates.get("pydicom read+write (floor)")
-        buf.write(f"\n{label} time:\n")
+        dicognito = rates.get("dicognito")
+        buf.write(f"\n{label} time (best of the repeats for ours, the floor and dicognito):\n")
         if ours1 and peers:
-            buf.write(f"  single worker vs fastest peer: {ours1 / max(peers):.2f}x (target >= 2x)\n")
+            buf.write(f"  single worker vs fastest peer: {ours1 / max(peers):.2f}x\n")
+        if ours1 and dicognito:
+            buf.write(f"  single worker vs dicognito: {ours1 / dicognito:.2f}x (target >= 2.5x)\n")
         if ours1 and floor:
-            buf.write(f"  single worker vs pydicom floor: {ours1 / floor:.0%} (target >= 50%)\n")
+            buf.write(f"  single worker vs pydicom read+write floor: {ours1 / floor:.2f} (target >= 0.9)\n")
         if ours1 and oursn and label == "wall":
-            buf.write(f"  all workers vs one worker: {oursn / ours1:.2f}x (target >= 1.6x with 2 workers)\n")
+            buf.write(f"  all workers vs one worker: {oursn / ours1:.2f}x\n")
     print(buf.getvalue())
 
 

@@ -81,7 +81,7 @@ class DeidOptions(BaseModel):
     retain_device_identity: bool = True
     retain_institution_identity: bool = False
     retain_uids: bool = False
-    retain_safe_private: bool = False
+    retain_safe_private: bool = True
     clean_descriptors: bool = True
     clean_structured_content: bool = False
     clean_graphics: bool = False

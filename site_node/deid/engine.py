@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import pydicom.config
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
@@ -24,8 +26,9 @@ from common.errors import InputError
 from site_node.deid import profile as P
 from site_node.deid.codes import standard_meaning
 from site_node.deid.dates import shift_value
+from site_node.deid.private import SafePrivate, filter_private, load_safe_private
 from site_node.deid.profile import Plan, build_plan
-from site_node.deid.raw import apply_raw, class_uid
+from site_node.deid.raw import apply_raw, class_uid, raw_text
 from site_node.deid.vocabulary import clean_text, load_vocabulary
 from site_node.deid.writer import register_static
 
@@ -66,6 +69,7 @@ CID_7050: dict[str, tuple[str, str]] = {
     "retain_patient_characteristics": ("113108", "Retain Patient Characteristics Option"),
     "retain_device_identity": ("113109", "Retain Device Identity Option"),
     "retain_uids": ("113110", "Retain UIDs Option"),
+    "retain_safe_private": ("113111", "Retain Safe Private Option"),
     "retain_institution_identity": ("113112", "Retain Institution Identity Option"),
 }
 
@@ -101,14 +105,19 @@ class DeidContext:
     plan: Plan = field(init=False)
     vocab: frozenset[str] = field(init=False)
     uid_cache: dict[str, str] = field(default_factory=dict)
+    #: (action, VR, raw value, day offset) -> new raw value (None: removed); see raw.apply_raw.
+    raw_cache: dict[tuple[str, str, bytes, int], bytes | None] = field(default_factory=dict)
     patient_pseudonym: str = ""
     days: int = 0
     markers: list[DataElement] | None = None
+    safe_private: SafePrivate | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         quiet_pydicom()
         self.plan = build_plan(self.options)
         self.vocab = load_vocabulary()
+        if self.options.retain_safe_private:
+            self.safe_private = load_safe_private()
 
     def pseudonym(self, namespace: str, value: str) -> str:
         """``pz.patient`` / ``pz.pseudonym`` with a per-run cache (the same IDs recur in every file)."""
@@ -286,16 +295,25 @@ HANDLERS: dict[str, _Handler] = {
 
 
 def walk(ds: Dataset, ctx: DeidContext, depth: int = 0) -> None:
-    """Apply the plan to every element of ``ds`` (and, through sequences, of its items)."""
+    """Apply the plan to every element of ``ds`` (and, through sequences, of its items).
+
+    Private elements (odd groups: never in the plan) are set aside during the pass and, under the
+    Retain Safe Private Option, filtered against the safe private list afterwards; otherwise removed.
+    """
     elements = ds._dict
     actions = ctx.plan.actions
     keep, remove = P.KEEP, P.REMOVE
+    safe = ctx.safe_private
+    private: list[int] = []
     for tag in list(elements):
         action = actions.get(tag, remove)
         if action == keep:
             continue
         if action == remove:
-            del elements[tag]
+            if safe is not None and tag & 0x10000:
+                private.append(tag)
+            else:
+                del elements[tag]
         else:
             try:
                 if not apply_raw(ds, tag, action, ctx):
@@ -308,6 +326,9 @@ def walk(ds: Dataset, ctx: DeidContext, depth: int = 0) -> None:
                     "an element could not be decoded",
                     field=f"({tag >> 16:04X},{tag & 0xFFFF:04X})",
                 ) from exc
+    if private and safe is not None:
+        for kept in filter_private(cast("dict[int, Any]", elements), private, safe):
+            _recurse(ds, kept, ctx, depth)
 
 
 def _code_item(value: str, meaning: str) -> Dataset:
@@ -357,8 +378,26 @@ def _build_markers(ds: Dataset, ctx: DeidContext) -> None:
 
 
 def _text(ds: Dataset, keyword: str) -> str:
+    fast = raw_text(ds, _TAGS[keyword])
+    if fast is not None:
+        return fast
     value = ds.get(keyword)
     return "" if value is None else str(value).strip().rstrip("\x00")
+
+
+_TAGS = {
+    keyword: int(tag_for_keyword(keyword))  # type: ignore[arg-type]
+    for keyword in (
+        "PatientID",
+        "PatientName",
+        "AccessionNumber",
+        "StudyInstanceUID",
+        "SOPInstanceUID",
+        "CodingSchemeDesignator",
+        "CodeValue",
+        "LongCodeValue",
+    )
+}
 
 
 def deidentify(ds: Dataset, ctx: DeidContext) -> Deidentified:

@@ -23,6 +23,7 @@ from common.errors import ConfigError
 DATA_PACKAGE = "site_node.deid.data"
 TABLE_FILE = "confidentiality_profile_attributes.json"
 SAFE_FILE = "safe_attributes.json"
+FUNCTIONAL_GROUPS_FILE = "functional_group_attributes.json"
 
 # Resolved actions (small strings: cheap to compare, readable in tests).
 KEEP = "K"
@@ -166,24 +167,43 @@ def safe_action(tag: int) -> str:
         vr = dictionary_VR(tag)
     except KeyError:
         return REMOVE
+    if vr == "UI":  # registry UIDs (classes, transfer syntaxes, context groups) kept, others remapped
+        return CLASS_UID
+    if vr in ("DA", "DT"):
+        return SHIFT
+    if vr in ("UR", "AE"):
+        return REMOVE
     return CLEAN_TEXT if vr in FREE_TEXT_VRS else KEEP
+
+
+def _tags_of(keywords: list[str]) -> set[int]:
+    tags = set()
+    for keyword in keywords:
+        tag = tag_for_keyword(keyword)
+        if tag is None:
+            raise ConfigError(f"safe-attribute list names unknown keyword {keyword}", field="deid")
+        tags.add(int(tag))
+    return tags
 
 
 @lru_cache(maxsize=1)
 def load_safe_attributes() -> frozenset[int]:
     """The allow-list of safe attributes (tags) shipped as data.
 
+    Two files: ``safe_attributes.json`` (pixel description, geometry, technique, SEG/RT structure)
+    and ``functional_group_attributes.json`` (every attribute of the functional group macros and
+    acquisition modules of the enhanced multi-frame IODs, derived from PS3.3 by
+    ``infra/deid_data/functional_groups.py``).
+
     Raises:
-        ConfigError: the list names a keyword unknown to the DICOM dictionary.
+        ConfigError: a list names a keyword unknown to the DICOM dictionary.
     """
     data = json.loads((resources.files(DATA_PACKAGE) / SAFE_FILE).read_text())
     tags = set()
     for keywords in data["groups"].values():
-        for keyword in keywords:
-            tag = tag_for_keyword(keyword)
-            if tag is None:
-                raise ConfigError(f"safe-attribute list names unknown keyword {keyword}", field="deid")
-            tags.add(int(tag))
+        tags |= _tags_of(keywords)
+    groups = json.loads((resources.files(DATA_PACKAGE) / FUNCTIONAL_GROUPS_FILE).read_text())
+    tags |= _tags_of(groups["keywords"])
     return frozenset(tags)
 
 
@@ -232,6 +252,7 @@ def applied_option_names(options: DeidOptions) -> tuple[str, ...]:
         "retain_device_identity",
         "retain_institution_identity",
         "retain_uids",
+        "retain_safe_private",
         "clean_descriptors",
         "clean_structured_content",
     ]

@@ -47,6 +47,23 @@ def _vr_of(tag: int) -> str:
         return "UN"
 
 
+def raw_text(ds: Dataset, tag: int) -> str | None:
+    """The single ASCII value of ``tag`` read from its raw bytes ("" when absent); None: decode it.
+
+    Saves pydicom's element conversion for the few values the engine reads (IDs, UIDs, codes);
+    anything not plain single-valued ASCII returns None and the caller decodes it the general way.
+    """
+    elem = cast("dict[int, Any]", ds._dict).get(tag)
+    if elem is None:
+        return ""
+    if not isinstance(elem, RawDataElement):
+        return None
+    data = elem.value
+    if not isinstance(data, bytes) or not data.isascii() or b"\\" in data:
+        return None
+    return data.decode("ascii").strip().rstrip("\x00")
+
+
 def _uid(values: list[str], vr: str, ctx: DeidContext) -> list[str] | None:
     return [ctx.new_uid(v) for v in values] if vr == "UI" else None
 
@@ -103,6 +120,10 @@ def _accession(values: list[str], vr: str, ctx: DeidContext) -> list[str] | None
     value = _whole(values)
     return [ctx.pseudonym("accession", value) if value else ""]
 
+
+#: Actions whose result depends only on the value, its VR and the patient's day offset: the same
+#: raw bytes (a study UID in every file, a description in every image of a series) are done once.
+_CACHED = frozenset({P.UID, P.CLASS_UID, P.SHIFT, P.CLEAN_TEXT, P.DEVICE, P.DUMMY})
 
 RULES: dict[str, _Rule] = {
     P.UID: _uid,
@@ -166,7 +187,18 @@ def apply_raw(ds: Dataset, tag: int, action: str, ctx: DeidContext) -> bool:
         return vr in ("LO", "UC") and _code_meaning(elements, tag, elem, ctx)
     rule = RULES.get(action)
     data = elem.value or b""
-    if rule is None or vr not in _STRING_VRS or not data.isascii():
+    if rule is None or vr not in _STRING_VRS:
+        return False
+    key = (action, vr, data, ctx.days) if action in _CACHED else None
+    if key is not None:
+        if key in ctx.raw_cache:
+            done = ctx.raw_cache[key]
+            if done is None:
+                del elements[tag]
+            else:
+                elements[tag] = elem._replace(value=done, length=len(done))
+            return True
+    if not data.isascii():
         return False
     text = data.decode("ascii")
     values = [text] if vr in _SINGLE else text.split("\\")
@@ -176,8 +208,13 @@ def apply_raw(ds: Dataset, tag: int, action: str, ctx: DeidContext) -> bool:
     except LookupError:
         return False
     if new is None:
+        encoded = None
         del elements[tag]
-        return True
-    encoded = _encode(new, vr)
-    elements[tag] = elem._replace(value=encoded, length=len(encoded))
+    else:
+        encoded = _encode(new, vr)
+        elements[tag] = elem._replace(value=encoded, length=len(encoded))
+    if key is not None:
+        if len(ctx.raw_cache) > 100_000:
+            ctx.raw_cache.clear()
+        ctx.raw_cache[key] = encoded
     return True

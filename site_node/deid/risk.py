@@ -11,6 +11,7 @@ elsewhere) clears it in ``site.toml``: ``[deid] cleared_burned_in = ["US", "1.2.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any, cast
 
 from pydicom.dataset import Dataset
 
@@ -32,7 +33,21 @@ RISKY_SOP_CLASSES = frozenset(
 )
 
 
+_TAGS = {
+    "Modality": 0x00080060,
+    "SOPClassUID": 0x00080016,
+    "BurnedInAnnotation": 0x00280301,
+    "ImageType": 0x00080008,
+}
+
+
 def _text(ds: Dataset, keyword: str) -> str:
+    elem = cast("dict[int, Any]", ds._dict).get(_TAGS[keyword])
+    if elem is None:
+        return ""
+    raw = getattr(elem, "value", None)
+    if isinstance(raw, bytes) and raw.isascii() and keyword != "ImageType":  # single values, raw bytes
+        return raw.decode("ascii").strip(" \x00").strip().upper()
     value = ds.get(keyword)
     return "" if value is None else str(value).strip().upper()
 

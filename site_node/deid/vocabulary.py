@@ -123,6 +123,7 @@ def _bare_numbers_kept(norms: list[str]) -> set[int]:
     return kept
 
 
+@lru_cache(maxsize=16384)  # descriptions repeat in every image of a series
 def clean_text(value: str, vocab: frozenset[str]) -> str:
     """Keep the allow-listed tokens of ``value`` in their original order and spelling."""
     tokens = [token.strip(_TRIM) for token in value.split()]

@@ -127,6 +127,7 @@ def test_markers_name_each_applied_option(pz) -> None:  # type: ignore[no-untype
         clean_descriptors=False,
         retain_device_identity=False,
         retain_patient_characteristics=False,
+        retain_safe_private=False,
     )
     out = deidentify_dataset(plant(sample("CT_small.dcm")), DeidContext(pz, opts))
     assert [i.CodeValue for i in out.DeidentificationMethodCodeSequence] == ["113100"]

@@ -219,6 +219,7 @@ def test_options_change_actions() -> None:
         retain_device_identity=False,
         clean_descriptors=False,
         retain_uids=True,
+        retain_safe_private=False,
     )
     plan = P.build_plan(options)
     assert plan.actions[tag_for_keyword("StudyDate")] == P.ZERO
