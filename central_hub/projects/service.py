@@ -229,6 +229,7 @@ def record_decision(
         raise NotFoundError("no such access request", field="request_id")
     decision = body["decision"]
     templates = list(dict.fromkeys(body.get("templates") or row.templates))
+    body = {**body, "until": body.get("until") or row.end_date}
     if decision == "approved":
         if not set(templates) <= set(row.templates):
             raise InputError("a site can approve only templates the request names", field="templates")
