@@ -147,6 +147,7 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
     from central_hub.jobs.routes import router as jobs_router
     from central_hub.projects.routes import router as access_router
     from central_hub.status import router as status_router
+    from central_hub.web.access import router as web_access_router
     from central_hub.web.routes import mount_static
     from central_hub.web.routes import router as web_router
 
@@ -160,7 +161,7 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
     _install_error_handlers(app)
     for router in (catalog_router, token_router, status_router, web_router, jobs_router):
         app.include_router(router)
-    for router in (access_router, query_router):
+    for router in (access_router, query_router, web_access_router):
         app.include_router(router)
     mount_static(app)
 
