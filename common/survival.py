@@ -1,25 +1,29 @@
 """Kaplan-Meier curves that can be released: life tables coarsened until every step rests on k.
 
-Rule (docs/access.md, "Survival curves"): a curve is released as a life table of equal intervals
-``[0, w), [w, 2w), ...`` up to the horizon, ``w`` taken from :data:`KM_WIDTHS` (each width divides
-the next, so tables can be merged into coarser ones). For a width to be releasable every released
-interval must have
+Rule (docs/access.md, "Survival curves"). A site counts follow-up in equal intervals
+``[0, w), [w, 2w), ...`` up to the horizon, for each width ``w`` of :data:`KM_WIDTHS` (30 to 2880
+days, each dividing the next). At each width the released table is the longest prefix, from time 0,
+whose every interval has
 
-- at least ``k`` persons at risk at its start (the table is cut before the first interval with
-  fewer: the tail of the curve is not released), and
-- 0 or at least ``k`` events, and 0 or at least ``k`` censored persons (so neither who had the
-  event nor who left follow-up can be narrowed below k, also by differencing at-risk numbers).
+- at least ``k`` persons at risk at its start, and
+- 0 or at least ``k`` events, and 0 or at least ``k`` censored persons (neither who had the event
+  nor who left follow-up can be narrowed below k, not even by differencing at-risk numbers);
 
-The finest width that satisfies the rule is released; when none does, no curve is released. The
-hub pools sites' tables by merging each into the coarsest width any site used (merging keeps the
-rule: sums of numbers that are each 0 or >= k are 0 or >= k) and checks the pooled table again.
-The survival estimate is the Kaplan-Meier product over the released intervals (events counted at
-each interval's end, computed with lifelines), with Greenwood 95% bounds.
+and after whose last interval 0 or at least ``k`` persons remain at risk (else that interval is
+dropped too), so no number below k can be derived from the table. The width whose table has the
+most steps (intervals with events) is released, the finer one on a tie; with no step at any width
+no curve is released.
+
+The hub pools sites' tables by merging each into the coarsest width any site used (complete groups
+of intervals only; sums of numbers that are each 0 or >= k are 0 or >= k), adding them interval by
+interval and applying the same rule with the largest floor of the sites, coarsening further when it
+fails. The survival estimate is the Kaplan-Meier product over the released intervals (events at each
+interval's end, computed with lifelines), with Greenwood 95% bounds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from common.schemas.cohort_query import KM_WIDTHS
@@ -48,30 +52,47 @@ def _ok(value: int, k: int) -> bool:
     return value == 0 or value >= k
 
 
-def truncate(rows: list[Row], k: int) -> list[Row]:
-    """The rows before the first interval with fewer than ``k`` at risk."""
-    kept: list[Row] = []
+def _remaining(row: Row) -> int:
+    return row["at_risk"] - row["events"] - row["censored"]
+
+
+def releasable_prefix(rows: list[Row], k: int) -> list[Row]:
+    """The longest prefix of ``rows`` that obeys the rule (see the module docstring)."""
+    out: list[Row] = []
     for row in rows:
-        if row["at_risk"] < k:
+        if row["at_risk"] < k or not _ok(row["events"], k) or not _ok(row["censored"], k):
             break
-        kept.append(row)
-    return kept
+        out.append(row)
+    if out and not _ok(_remaining(out[-1]), k):
+        out.pop()  # its start had >= k at risk: what remains after the new last interval is >= k
+    return out
 
 
-def check_table(rows: Iterable[Row], k: int) -> str | None:
-    """The first interval breaking the rule, described; None when the table may be released."""
-    for row in rows:
+def check_table(rows: list[Row], k: int) -> str | None:
+    """The first place where the table breaks the rule, described; None when it may be released."""
+    for i, row in enumerate(rows):
+        where = f"interval {row['start']}-{row['end']}"
+        if row["start"] != (rows[i - 1]["end"] if i else 0):
+            return f"{where}: not contiguous from day 0"
         if row["at_risk"] < k:
-            return f"interval {row['start']}-{row['end']}: fewer than k at risk"
+            return f"{where}: fewer than k at risk"
         if not _ok(row["events"], k):
-            return f"interval {row['start']}-{row['end']}: between 1 and k-1 events"
+            return f"{where}: between 1 and k-1 events"
         if not _ok(row["censored"], k):
-            return f"interval {row['start']}-{row['end']}: between 1 and k-1 censored"
+            return f"{where}: between 1 and k-1 censored"
+        if i + 1 < len(rows) and rows[i + 1]["at_risk"] != _remaining(row):
+            return f"{where}: at-risk numbers do not add up"
+    if rows and not _ok(_remaining(rows[-1]), k):
+        return "between 1 and k-1 persons remain at risk after the last interval"
     return None
 
 
 def merge(rows: list[Row], width: int) -> list[Row]:
-    """Merge a table of finer, equal intervals into intervals of ``width`` (complete ones only)."""
+    """Merge a table of equal intervals into intervals of ``width`` (complete groups only).
+
+    Raises:
+        ValueError: ``width`` is not a multiple of the table's interval.
+    """
     if not rows:
         return []
     step = rows[0]["end"] - rows[0]["start"]
@@ -96,45 +117,59 @@ def merge(rows: list[Row], width: int) -> list[Row]:
 def releasable_table(
     times: Sequence[float], events: Sequence[bool], k: int, horizon: int, widths: Sequence[int] = KM_WIDTHS
 ) -> dict[str, Any]:
-    """The finest releasable life table of one site's persons, or why none is released."""
+    """One site's releasable life table (the module's rule), or why none is released."""
     if len(times) < k:
         return {"width_days": None, "rows": [], "withheld": "fewer than k persons"}
+    best: tuple[int, list[Row]] | None = None
     for width in (w for w in widths if horizon % w == 0):
-        rows = truncate(life_table(times, events, width, horizon), k)
-        if rows and check_table(rows, k) is None and any(r["events"] for r in rows):
-            return {"width_days": width, "rows": rows, "withheld": None}
-    return {"width_days": None, "rows": [], "withheld": "no interval width keeps every step at k or more"}
+        rows = releasable_prefix(life_table(times, events, width, horizon), k)
+        steps = sum(1 for r in rows if r["events"])
+        if steps and (best is None or steps > sum(1 for r in best[1] if r["events"])):
+            best = (width, rows)
+    if best is None:
+        return {"width_days": None, "rows": [], "withheld": "no interval width keeps k or more events"}
+    return {"width_days": best[0], "rows": best[1], "withheld": None}
 
 
-def pool_tables(tables: list[dict[str, Any]], k: int, widths: Sequence[int] = KM_WIDTHS) -> dict[str, Any]:
-    """Pool released site tables: merge to a common width, sum, and check again (coarsening further)."""
-    usable = [t for t in tables if t.get("rows")]
-    if not usable:
-        return {"width_days": None, "rows": [], "withheld": "no site released a survival table"}
-    start_width = max(int(t["width_days"]) for t in usable)
-    for width in (w for w in widths if w >= start_width):
-        try:
-            merged = [merge(list(t["rows"]), width) for t in usable]
-        except ValueError:
+def _sum_tables(merged: list[list[Row]]) -> list[Row]:
+    length = min(len(m) for m in merged)
+    return [
+        {
+            "start": merged[0][i]["start"],
+            "end": merged[0][i]["end"],
+            **{key: sum(m[i][key] for m in merged) for key in ("at_risk", "events", "censored")},
+        }
+        for i in range(length)
+    ]
+
+
+def pool_tables(
+    tables: dict[str, dict[str, Any]], k: int, widths: Sequence[int] = KM_WIDTHS
+) -> dict[str, Any]:
+    """Pool released site tables: merge to a common width, add, apply the rule again.
+
+    A site whose table is too short to fill one interval of a width is left out of the pool at that
+    width; the width that pools the most sites (then has the most steps) wins. ``sites`` in the
+    answer names the sites in the pooled curve.
+    """
+    usable = {name: t for name, t in tables.items() if t.get("rows")}
+    best: tuple[int, int, int, list[Row], list[str]] | None = None
+    for width in widths:
+        merged = {}
+        for name, table in usable.items():
+            if int(table["width_days"]) <= width and width % int(table["width_days"]) == 0:
+                rows = merge(list(table["rows"]), width)
+                if rows:
+                    merged[name] = rows
+        if not merged:
             continue
-        length = min(len(m) for m in merged)
-        if length == 0:
-            break
-        pooled = [
-            {
-                "start": merged[0][i]["start"],
-                "end": merged[0][i]["end"],
-                **{key: sum(m[i][key] for m in merged) for key in ("at_risk", "events", "censored")},
-            }
-            for i in range(length)
-        ]
-        if check_table(pooled, k) is None:
-            return {"width_days": width, "rows": pooled, "withheld": None}
-    return {
-        "width_days": None,
-        "rows": [],
-        "withheld": "the pooled table cannot keep every step at k or more",
-    }
+        rows = releasable_prefix(_sum_tables(list(merged.values())), k)
+        steps = sum(1 for r in rows if r["events"])
+        if steps and (best is None or (len(merged), steps) > (best[0], best[1])):
+            best = (len(merged), steps, width, rows, sorted(merged))
+    if best is None:
+        return {"width_days": None, "rows": [], "sites": [], "withheld": "no pooled table keeps k or more"}
+    return {"width_days": best[2], "rows": best[3], "sites": best[4], "withheld": None}
 
 
 def km_curve(rows: list[Row]) -> list[dict[str, float]]:

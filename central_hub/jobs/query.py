@@ -70,7 +70,7 @@ def pool(answers: dict[str, Any]) -> dict[str, Any]:
         "by_sex": _pool_cells(valid, "by_sex"),
         "by_age_band": _pool_cells(valid, "by_age_band"),
     }
-    tables = [r.survival for r in valid if r.survival]
+    tables = {r.site: r.survival for r in valid if r.survival}
     survival = pool_tables(tables, k) if tables else None
     pooled["survival"] = survival
     pooled["curve"] = km_curve(survival["rows"]) if survival and survival["rows"] else []

@@ -28,13 +28,13 @@ ARTIFACTS = ROOT / "test-artifacts" / "central_hub"
 
 @pytest.fixture
 def site_homes(tmp_path: Path) -> dict[str, Path]:
-    """site-a (60 NSCLC CT patients, 6 MR) and site-b (40 and 6), both approving the fedquery template."""
+    """site-a (150 NSCLC CT patients, 6 MR) and site-b (40 and 6), both approving the fedquery template."""
     from site_node.home import init_home, open_site
     from site_node.training.approval import approve_template
     from tests.site_node.query.conftest import survival_cohort, write_survival_cohort
 
     homes = {}
-    for name, n, seed in (("site-a", 60, 1), ("site-b", 40, 2)):
+    for name, n, seed in (("site-a", 150, 1), ("site-b", 40, 2)):
         home = tmp_path / name
         init_home(home, name)
         write_survival_cohort(open_site(home).engine, survival_cohort(n, seed))
@@ -142,7 +142,7 @@ def test_request_approval_job_and_refusal(
     assert r.status_code == 200, r.text
     answer = r.json()
     site_a = answer["query"]["sites"]["site-a"]
-    assert site_a["persons"] == 60 and site_a["floor_k"] == 10
+    assert site_a["persons"] == 150 and site_a["floor_k"] == 10
     assert answer["query"]["sites"]["site-b"]["refused"].endswith(REASON)
     k = 10
     counts = [site_a["persons"], *site_a["by_sex"].values(), *site_a["by_age_band"].values()]

@@ -96,11 +96,11 @@ def write_survival_cohort(engine, rows: list[tuple[Patient, int, bool]]) -> None
 
 @pytest.fixture
 def query_site(site_home: Path):  # type: ignore[no-untyped-def]
-    """site-a (floor 10) with 60 CT-chest NSCLC patients and 6 MR-brain ones."""
+    """site-a (floor 10) with 150 CT-chest NSCLC patients and 6 MR-brain ones."""
     from site_node.home import open_site
 
     site = open_site(site_home)
-    rows = survival_cohort(60, seed=1)
+    rows = survival_cohort(150, seed=1)
     write_survival_cohort(site.engine, rows)
     site.rows = rows  # type: ignore[attr-defined]
     return site
