@@ -121,6 +121,12 @@ def test_the_site_enforces_its_own_record(
 
     a, b = load_site_settings(site_home), load_site_settings(site_b)
     check_access(a, "fedquery", "lung", "researcher-user")  # approved: admitted
+    from site_node.training.policy import privacy_policy
+
+    (approval,) = privacy_policy(a)["scopes"][0]["properties"]["access_approvals"]
+    assert approval == {"project": "lung", "submitter": "researcher-user",
+                        "templates": ["fedquery", "seg3d"], "until": SOON.isoformat()}  # fmt: skip
+    assert privacy_policy(b)["scopes"][0]["properties"]["access_approvals"] == []
     with pytest.raises(PermissionDeniedError, match="refused by site site-b: .* was denied: capacity"):
         check_access(b, "fedquery", "lung", "researcher-user")
     with pytest.raises(PermissionDeniedError, match="no approved access request"):
