@@ -161,6 +161,13 @@ def test_request_approval_job_and_refusal(
     (ARTIFACTS / "fedquery-query.json").write_text(json.dumps(answer["query"], indent=1))
     assert any(row["site"] == "site-b" and REASON in row["note"] for row in answer["table"])
 
+    # the same on the page: a table and the plot
+    page = httpx.get(f"{live_hub}/access/jobs/{job['id']}", cookies={"hub_token": tokens.researcher}).text
+    assert 'id="query-table"' in page and f'src="/jobs/{job["id"]}/query.png"' in page
+    assert '<tr data-site="site-a"><td>site-a</td><td>150</td>' in page and REASON in page
+    plot = httpx.get(f"{live_hub}/jobs/{job['id']}/query.png", cookies={"hub_token": tokens.researcher})
+    assert plot.status_code == 200 and plot.content == png
+
     # everything that left site-a is in its ledger; the query result's exact bytes among them
     ledger = list_ledger(open_site(site_homes["site-a"]).engine)
     assert [r["kind"] for r in ledger if r["job_id"]] == ["query_result"]
@@ -173,3 +180,5 @@ def test_request_approval_job_and_refusal(
     outsider = {"Authorization": f"Bearer {_make_token(hub_settings, 'mallory')}"}
     assert httpx.get(f"{live_hub}/jobs/{job['id']}/query", headers=outsider).status_code == 404
     assert json.loads(httpx.get(f"{live_hub}/jobs", headers=outsider).text)["jobs"] == []
+    cookie = {"hub_token": outsider["Authorization"].split()[1]}
+    assert httpx.get(f"{live_hub}/access/jobs/{job['id']}", cookies=cookie).status_code == 404
