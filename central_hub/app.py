@@ -6,17 +6,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from central_hub.security import audit_refusal, install_security
 from common import __version__
 from common.config import HubSettings, load_hub_settings
-from common.errors import PlatformError
+from common.errors import PlatformError, PrivacyError
 
 log = logging.getLogger(__name__)
 
@@ -130,13 +133,21 @@ def _validation_response(exc: RequestValidationError) -> JSONResponse:
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PlatformError)
-    async def platform_error(_request: Request, exc: PlatformError) -> JSONResponse:
+    async def platform_error(request: Request, exc: PlatformError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
+        if exc.http_status in (401, 403) or isinstance(exc, PrivacyError):
+            await run_in_threadpool(audit_refusal, request, exc.http_status, exc.code, exc.field)
         return JSONResponse(exc.to_dict(), status_code=exc.http_status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _validation_response(exc)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        response = _validation_response(exc)
+        if request.url.path == "/summaries":  # a refused publish (e.g. below the floor) is a security event
+            floor = any("floor" in str(err.get("msg", "")) for err in exc.errors())
+            reason = "privacy_violation" if floor else "invalid_summary"
+            field = json.loads(response.body)["field"]
+            await run_in_threadpool(audit_refusal, request, 422, reason, field)
+        return response
 
 
 def create_app(settings: HubSettings | None = None) -> FastAPI:
@@ -145,6 +156,7 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
     from central_hub.catalog.routes import router as catalog_router
     from central_hub.jobs.query_routes import router as query_router
     from central_hub.jobs.routes import router as jobs_router
+    from central_hub.jobs.routes import templates_router
     from central_hub.projects.routes import router as access_router
     from central_hub.status import router as status_router
     from central_hub.web.access import router as web_access_router
@@ -159,7 +171,7 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     _install_error_handlers(app)
-    for router in (catalog_router, token_router, status_router, web_router, jobs_router):
+    for router in (catalog_router, token_router, status_router, web_router, jobs_router, templates_router):
         app.include_router(router)
     for router in (access_router, query_router, web_access_router):
         app.include_router(router)
@@ -172,6 +184,7 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_payload_bytes)
     if settings.keepalive_requests:
         app.add_middleware(KeepAliveLimitMiddleware, limit=settings.keepalive_requests)
+    install_security(app, settings)  # outermost: headers on every answer, 413 and 429 included
     return app
 
 

@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from common.errors import ConfigError
+from common.job_params import JobPolicy
 
 SITE_TOML = "site.toml"
 HUB_TOML = "hub.toml"
@@ -126,6 +127,8 @@ class SiteSettings(_HomeSettings):
     country: str | None = None
     db_url: str | None = None
     floor_k: int = Field(default=10, ge=MIN_FLOOR)
+    #: Base of the cell-key perturbation of published counts (common.disclosure; docs/cohort-summary.md).
+    disclosure_base: int = Field(default=5, ge=3, le=100)
     mrn_system: str | None = None
     hub_url: str | None = None
     hub_token: SecretStr | None = None
@@ -135,6 +138,8 @@ class SiteSettings(_HomeSettings):
     #: Admit only jobs of approved (project, submitter, template); on for good once a request is decided.
     require_project_approval: bool = False
     training_privacy: TrainingPrivacy = Field(default_factory=TrainingPrivacy)
+    #: The site's own limits on job parameters, enforced by its NVFlare client (common.job_params).
+    job_policy: JobPolicy = Field(default_factory=JobPolicy)
     max_workers: int = Field(default=0, ge=0)
 
     @field_validator("site_id")
@@ -188,6 +193,13 @@ class HubSettings(_HomeSettings):
     nvflare_admin_user: str | None = None
     #: Local demo only: site name -> site node home, one simulator client per site (``central_hub.jobs``).
     simulator_sites: dict[str, Path] = Field(default_factory=dict)
+    #: Jobs one researcher may have submitted or running at once (more: HTTP 429).
+    max_concurrent_jobs_per_researcher: int = Field(default=2, ge=1, le=100)
+    #: Failed authentications one client address may make per ``auth_window_s`` (more: HTTP 429).
+    max_auth_failures: int = Field(default=20, ge=1)
+    auth_window_s: int = Field(default=60, ge=1)
+    #: Audit rows of refused requests (401, 403, privacy 422) written per minute at most.
+    security_audit_per_minute: int = Field(default=60, ge=1)
 
     @property
     def database_url(self) -> str:

@@ -110,3 +110,11 @@ class RemoteError(PlatformError):
     exit_code = 69
     http_status = 502
     code = "remote_error"
+
+
+class TooManyRequestsError(PlatformError):
+    """A quota or a throttle refuses the request for now (HTTP 429)."""
+
+    exit_code = 75
+    http_status = 429
+    code = "too_many_requests"

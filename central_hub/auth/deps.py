@@ -41,6 +41,10 @@ def current_principal(
     row = resolve_token(session, clear)
     if row is None:
         raise AuthenticationError("unknown or revoked token", field="Authorization")
+    if credentials is None and row.role == "hub_admin":  # the web page never holds an admin token
+        raise AuthenticationError(
+            "a hub_admin token is accepted in the Authorization header only", field=COOKIE_NAME
+        )
     site_name = None
     if row.site_id is not None:
         from central_hub.catalog.models import Site

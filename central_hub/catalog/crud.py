@@ -24,6 +24,7 @@ from common.config import MIN_FLOOR
 from common.errors import ConflictError, InputError, NotFoundError, PrivacyError
 from common.schemas import SECONDARY, CohortSummary, Counts
 from common.schemas.cohort_summary import first_floor_violation
+from common.suppression import first_complementary_violation
 
 _SITE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
@@ -94,15 +95,19 @@ def encode_counts(counts: Counts) -> dict[str, int | None]:
 
 
 def check_summary(site: Site, summary: CohortSummary) -> None:
-    """Defence in depth on top of schema validation: the site's floor, never lowered.
+    """Defence in depth on top of schema validation: the site's floor, never lowered, and the
+    complementary rule (:func:`common.suppression.first_complementary_violation`, the function the
+    site itself publishes with).
 
     Raises:
-        PrivacyError: the declared floor is below the one registered for the site, or a count is
-            below the declared floor (the message names the field).
+        PrivacyError: the declared floor is below the one registered for the site, a count is below
+            the declared floor, or hidden cells can be derived by subtraction from a published total
+            (the message names the field).
     """
     if summary.floor_k < site.floor_k:
         raise PrivacyError(f"floor_k is below this site's registered floor {site.floor_k}", field="floor_k")
     problem = first_floor_violation(summary, max(summary.floor_k, site.floor_k))
+    problem = problem or first_complementary_violation(summary)
     if problem:
         raise PrivacyError(problem, field=problem.split(":")[0])
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ForeignKey, Index, Integer, SmallInteger, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, SmallInteger, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from central_hub.db import Base, UTCDateTime, utcnow
@@ -22,10 +22,11 @@ SHOWN, BELOW_FLOOR, COMPLEMENTARY, NOT_AVAILABLE = 0, 1, 2, 3
 
 
 class _Counted:
-    n_persons: Mapped[int | None] = mapped_column(Integer)
-    n_studies: Mapped[int | None] = mapped_column(Integer)
-    n_series: Mapped[int | None] = mapped_column(Integer)
-    n_instances: Mapped[int | None] = mapped_column(Integer)
+    # counts go up to 2**53 (common.schemas.cohort_summary.MAX_COUNT): 64-bit columns
+    n_persons: Mapped[int | None] = mapped_column(BigInteger)
+    n_studies: Mapped[int | None] = mapped_column(BigInteger)
+    n_series: Mapped[int | None] = mapped_column(BigInteger)
+    n_instances: Mapped[int | None] = mapped_column(BigInteger)
     s_persons: Mapped[int] = mapped_column(SmallInteger, nullable=False, default=0)
     s_studies: Mapped[int] = mapped_column(SmallInteger, nullable=False, default=0)
     s_series: Mapped[int] = mapped_column(SmallInteger, nullable=False, default=0)

@@ -180,7 +180,9 @@ def run_search(session: Session, principal: Principal, query: SearchQuery) -> Se
     return answer
 
 
-def search_json(engine: Engine, clear_token: str | None, params: QueryParams) -> bytes:
+def search_json(
+    engine: Engine, clear_token: str | None, params: QueryParams, from_cookie: bool = False
+) -> bytes:
     """The whole ``GET /catalog/search`` on one pooled connection: two round trips in all.
 
     The same checks as ``require_role(*SEARCH_ROLES)`` and :func:`search_query` (token, role, then
@@ -197,6 +199,8 @@ def search_json(engine: Engine, clear_token: str | None, params: QueryParams) ->
         row = conn.execute(_TOKEN_AND_VERSION, {"token_hash": hash_token(clear_token)}).first()
         if row is None or row.revoked_at is not None:
             raise AuthenticationError("unknown or revoked token", field="Authorization")
+        if from_cookie and row.role == "hub_admin":  # the web page never holds an admin token
+            raise AuthenticationError("a hub_admin token is accepted in the Authorization header only")
         principal = _search_role(
             Principal(
                 token_id=row.id, name=row.name, role=row.role, site_id=row.site_id, site_name=row.site_name
@@ -230,7 +234,8 @@ async def get_search(request: Request) -> Response:
     # the same token check as require_role(*SEARCH_ROLES), then the search and its audit row.
     credentials = await bearer(request)
     clear = credentials.credentials if credentials else request.cookies.get(COOKIE_NAME)
-    body = search_json(shared_engine(request.app.state.settings.database_url), clear, request.query_params)
+    engine = shared_engine(request.app.state.settings.database_url)
+    body = search_json(engine, clear, request.query_params, from_cookie=credentials is None)
     # the answer has the documented SearchResponse shape: send its cached JSON as is
     return Response(body, media_type="application/json")
 

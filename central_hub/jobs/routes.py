@@ -18,8 +18,10 @@ from central_hub.deps import get_session, get_settings
 from central_hub.jobs import service
 from central_hub.jobs.templates import list_templates
 from common.config import HubSettings
+from common.job_params import params_schema
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
+templates_router = APIRouter(tags=["jobs"])
 _SUBMIT = require_role("researcher")
 _READ = require_role("researcher", "hub_admin")
 
@@ -37,6 +39,15 @@ class JobCreate(BaseModel):
 def templates(_: Principal = Depends(_READ)) -> dict[str, list[str]]:
     """Names of the job templates in ``jobs/``."""
     return {"templates": list_templates()}
+
+
+@templates_router.get("/job-templates", summary="Job templates and their parameter schemas")
+def template_schemas(_: Principal = Depends(_READ)) -> dict[str, Any]:
+    """Each template's parameters as JSON schema (types, bounds, defaults); sites may accept less."""
+    schemas = params_schema()
+    return {
+        "templates": {name: {"parameters": schemas[name]} for name in list_templates() if name in schemas}
+    }
 
 
 @router.post("", status_code=201, summary="Submit a federated job")

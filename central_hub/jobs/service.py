@@ -20,7 +20,7 @@ from central_hub.jobs.results import find_model, read_progress, write_report_png
 from central_hub.jobs.runners import JobRunner, get_runner, job_dir
 from central_hub.jobs.templates import check_params
 from common.config import HubSettings
-from common.errors import ConflictError, InputError, NotFoundError
+from common.errors import ConflictError, InputError, NotFoundError, TooManyRequestsError
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,8 @@ def submit_job(
     check_job_access(session, actor, project, template, sites)
     runner = runner or get_runner(settings)
     label = getattr(actor, "label", str(actor))
+    if not isinstance(actor, str):  # a token holder (the hub operator's CLI has no quota)
+        _check_quota(session, settings, label[:96], runner)
     job = HubJob(
         id=uuid.uuid4().hex[:16],
         template=template,
@@ -100,6 +102,24 @@ def submit_job(
     session.commit()
     log.info("job %s (%s) started on %d sites", job.id, template, len(sites))
     return job
+
+
+def _check_quota(session: Session, settings: HubSettings, label: str, runner: JobRunner) -> None:
+    """Refuse a submission beyond the researcher's concurrent-job quota (jobs refreshed first).
+
+    Raises:
+        TooManyRequestsError: the researcher already has the maximum of unfinished jobs.
+    """
+    limit = settings.max_concurrent_jobs_per_researcher
+    active = session.scalars(
+        select(HubJob).where(HubJob.submitted_by == label, HubJob.state.not_in(TERMINAL))
+    ).all()
+    running = [j for j in active if refresh_job(session, settings, j, runner).state not in TERMINAL]
+    if len(running) >= limit:
+        raise TooManyRequestsError(
+            f"quota reached: {limit} unfinished jobs per researcher; wait until one ends",
+            field="max_concurrent_jobs_per_researcher",
+        )
 
 
 def _apply_progress(job: HubJob, workspace: Path) -> None:

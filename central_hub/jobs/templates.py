@@ -8,7 +8,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from common.errors import InputError, NotFoundError
+from common.errors import NotFoundError
+from common.job_params import validate_params
 
 JOBS_ROOT = Path(__file__).resolve().parents[2] / "jobs"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -42,13 +43,11 @@ def load_template(name: str, root: Path = JOBS_ROOT) -> ModuleType:
 
 
 def check_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
-    """The template's full parameter set (defaults + ``params``).
+    """The template's full parameter set (defaults + ``params``), checked against its typed model.
 
     Raises:
-        InputError: an unknown parameter or an invalid value.
+        NotFoundError: unknown template.
+        InputError: an unknown parameter or an invalid value (names the parameter, never the value).
     """
-    module = load_template(name)
-    try:
-        return module.resolve_params(params)
-    except ValueError as exc:
-        raise InputError(str(exc), field="params") from None
+    template_dir(name)
+    return validate_params(name, params)

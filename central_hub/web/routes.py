@@ -16,10 +16,14 @@ from central_hub.auth.tokens import Principal, resolve_token
 from central_hub.catalog.routes import SEARCH_ROLES, run_search, search_query
 from central_hub.catalog.schemas import FILTER_FACETS, SORT_KEYS, SearchQuery
 from central_hub.deps import get_session
+from central_hub.security import audit_refusal
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 router = APIRouter(include_in_schema=False)
+#: Roles that may log in to the page (a hub_admin token never becomes a browser cookie).
+WEB_ROLES = tuple(r for r in SEARCH_ROLES if r != "hub_admin")
+_MAX_DIGITS = 6
 FACET_TITLES = {
     "modality": "Modality",
     "body_part": "Body part",
@@ -40,7 +44,7 @@ def mount_static(app: FastAPI) -> None:
 def _web_principal(request: Request, session: Session) -> Principal | None:
     clear = request.cookies.get(COOKIE_NAME)
     row = resolve_token(session, clear) if clear else None
-    if row is None or row.role not in SEARCH_ROLES:
+    if row is None or row.role not in WEB_ROLES:
         return None
     return Principal(token_id=row.id, name=row.name, role=row.role)
 
@@ -85,9 +89,9 @@ def _query_args(request: Request) -> dict[str, object]:
     args["detail"] = True  # the page shows each result's matching cells
     for name, default in (("page", 1), ("page_size", 20)):
         raw = params.get(name) or str(default)
-        args[name] = (
-            max(1, min(int(raw), 100 if name == "page_size" else 10_000)) if raw.isdigit() else default
-        )
+        # ASCII digits only: str.isdigit() also accepts '²' or '①', which int() then refuses
+        plain = raw.isascii() and raw.isdigit() and len(raw) <= _MAX_DIGITS
+        args[name] = max(1, min(int(raw), 100 if name == "page_size" else 10_000)) if plain else default
     if args["sort"] not in {*SORT_KEYS, *(f"-{k}" for k in SORT_KEYS)}:
         args["sort"] = "-series"
     return args
@@ -105,7 +109,10 @@ def login(
 ) -> Response:
     """Check the token and keep it in an HttpOnly, SameSite=Strict cookie."""
     row = resolve_token(session, token.strip())
-    if row is None or row.role not in SEARCH_ROLES:
+    if row is None or row.role not in WEB_ROLES:
+        # one answer for unknown tokens and refused roles: the form tells no one which tokens exist
+        actor = f"token:{row.prefix}" if row is not None else "anonymous"
+        audit_refusal(request, 401, "unauthenticated" if row is None else "forbidden", "token", actor)
         return templates.TemplateResponse(
             request,
             "login.html",

@@ -24,6 +24,8 @@ FACETS = ("modality", "body_part", *BREAKDOWN_FACETS)
 SECONDARY = "suppressed"
 MAX_COLLECTIONS = 2000
 MAX_VALUES_PER_FACET = 200
+#: Largest count accepted (2**53: exact in a JSON number read as a double, fits every integer column).
+MAX_COUNT = 2**53
 
 _BELOW = re.compile(r"^<([0-9]{1,4})$")
 _VALUE = r"^[A-Za-z0-9][A-Za-z0-9 +,./()_-]{0,63}$"
@@ -35,8 +37,8 @@ Count = StrictInt | str
 
 def _check_count(value: int | str | None, field: str) -> int | str | None:
     if value is None or isinstance(value, int):
-        if isinstance(value, int) and value < 0:
-            raise ValueError(f"{field} must not be negative")
+        if isinstance(value, int) and not 0 <= value <= MAX_COUNT:
+            raise ValueError(f"{field} must be between 0 and 2**53")
         return value
     if value == SECONDARY or _BELOW.match(value):
         return value
@@ -44,13 +46,17 @@ def _check_count(value: int | str | None, field: str) -> int | str | None:
 
 
 class Counts(BaseModel):
-    """The four measures of one cell; ``instances`` is None when the site cannot count them."""
+    """The four measures of one cell.
+
+    ``instances`` is None when the site cannot count them; a facet cell's ``studies``, ``series`` and
+    ``instances`` are None when the site publishes persons only there (cell-key disclosure control).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     persons: Count
-    studies: Count
-    series: Count
+    studies: Count | None
+    series: Count | None
     instances: Count | None = None
 
     @field_validator("persons", "studies", "series", "instances")

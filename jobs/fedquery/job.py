@@ -23,21 +23,14 @@ TASK = "fedquery"
 
 
 def resolve_params(params: dict[str, Any] | None) -> dict[str, Any]:
-    """The validated parameters with defaults (see :class:`common.schemas.cohort_query.FedQueryParams`).
+    """The validated parameters with defaults (:class:`common.schemas.cohort_query.FedQueryParams`).
 
     Raises:
-        ValueError: an unknown name or a value out of range (the message names the field only).
+        InputError: an unknown name or a value out of range (the message names the field only).
     """
-    from pydantic import ValidationError
+    from common.job_params import validate_params
 
-    from common.schemas.cohort_query import FedQueryParams
-
-    try:
-        return FedQueryParams.model_validate(params or {}).model_dump(mode="json")
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "params"
-        raise ValueError(f"fedquery parameter {field}: {err['msg']}") from None
+    return validate_params(TEMPLATE, params or {})
 
 
 def build_recipe(sites: list[str], params: dict[str, Any] | None = None, work_dir: Path | None = None) -> Any:

@@ -17,38 +17,22 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from common.job_params import FedstatsParams, validate_params
+
 TEMPLATE = "fedstats"
 HERE = Path(__file__).resolve().parent
-MIN_FLOOR = 5
-DEFAULTS: dict[str, Any] = {
-    "min_count": 10,
-    "bins": 10,
-    "min_noise_level": 0.1,
-    "max_noise_level": 0.3,
-    "max_bins_percent": 10,
-}
+DEFAULTS: dict[str, Any] = FedstatsParams().model_dump(mode="json")
 #: Fixed histogram ranges where a natural one exists (others use the global min/max).
 RANGES = {"age": [0, 110], "mean_hu": [-1024, 400], "lesion_mean_hu": [-200, 300]}
 
 
 def resolve_params(params: dict[str, Any] | None) -> dict[str, Any]:
-    """Defaults overlaid with ``params``; ``min_count`` below the platform floor raises ValueError."""
-    merged = dict(DEFAULTS)
-    for key, value in (params or {}).items():
-        if key not in DEFAULTS:
-            raise ValueError(f"unknown fedstats parameter: {key}")
-        merged[key] = value
-    for name in ("min_count", "bins"):
-        if isinstance(merged[name], bool) or not isinstance(merged[name], int) or merged[name] < 1:
-            raise ValueError(f"{name} must be a positive integer")
-    for name in ("min_noise_level", "max_noise_level", "max_bins_percent"):
-        if isinstance(merged[name], bool) or not isinstance(merged[name], int | float):
-            raise ValueError(f"{name} must be a number")
-    if int(merged["min_count"]) < MIN_FLOOR:
-        raise ValueError(f"min_count must be at least {MIN_FLOOR}")
-    if not 0 <= float(merged["min_noise_level"]) <= float(merged["max_noise_level"]) < 1:
-        raise ValueError("noise levels must satisfy 0 <= min_noise_level <= max_noise_level < 1")
-    return merged
+    """Defaults overlaid with ``params``, checked against :class:`common.job_params.FedstatsParams`.
+
+    Raises:
+        InputError: an unknown name or a value of the wrong type or out of bounds (a ValueError too).
+    """
+    return validate_params(TEMPLATE, params or {})
 
 
 def statistic_configs(p: dict[str, Any]) -> dict[str, Any]:

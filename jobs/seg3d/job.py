@@ -15,79 +15,22 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from common.job_params import Seg3dParams, validate_params
+
 TEMPLATE = "seg3d"
 HERE = Path(__file__).resolve().parent
-DEFAULTS: dict[str, Any] = {
-    "rounds": 4,
-    "local_epochs": 3,
-    "lr": 3e-3,
-    "lr_schedule": "constant",
-    "patch": [32, 32, 16],
-    "channels": [8, 16, 32],
-    "batch_size": 2,
-    "aggregation": "fedavg",
-    "fedprox_mu": 0.01,
-    "cross_site_eval": True,
-    "seed": 0,
-    "device": None,
-    "params_transfer": "full",
-}
-AGGREGATIONS = ("fedavg", "fedprox", "fedopt")
-LR_SCHEDULES = ("constant", "cosine")
+DEFAULTS: dict[str, Any] = Seg3dParams().model_dump(mode="json")
 #: NVFlare filter tables are keyed by task name (no wildcard): every task a client answers.
 TASKS = ["train", "validate", "submit_model"]
 
 
-def _int(value: Any, name: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{name} must be an integer from {low} to {high}")
-    return value
-
-
-def _check(p: dict[str, Any]) -> None:
-    """Type and range checks: values end up on the clients' command line."""
-    _int(p["rounds"], "rounds", 1, 1000)
-    _int(p["local_epochs"], "local_epochs", 1, 1000)
-    _int(p["batch_size"], "batch_size", 1, 64)
-    _int(p["seed"], "seed", 0, 2**31 - 1)
-    for name in ("lr", "fedprox_mu"):
-        if isinstance(p[name], bool) or not isinstance(p[name], int | float) or not 0 < p[name] < 10:
-            raise ValueError(f"{name} must be a number between 0 and 10")
-    if not isinstance(p["patch"], list) or len(p["patch"]) != 3:
-        raise ValueError("patch must be a list of 3 integers")
-    for v in p["patch"]:
-        _int(v, "patch", 8, 512)
-    if not isinstance(p["channels"], list) or not 2 <= len(p["channels"]) <= 6:
-        raise ValueError("channels must be a list of 2 to 6 integers")
-    for v in p["channels"]:
-        _int(v, "channels", 1, 512)
-    if p["aggregation"] not in AGGREGATIONS:
-        raise ValueError(f"aggregation must be one of {', '.join(AGGREGATIONS)}")
-    if p["lr_schedule"] not in LR_SCHEDULES:
-        raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}")
-    if p["device"] not in (None, "cpu", "cuda"):
-        raise ValueError("device must be cpu, cuda or null")
-    if p["params_transfer"] not in ("full", "diff"):
-        raise ValueError("params_transfer must be full or diff (sites with percentile privacy need diff)")
-    if p["params_transfer"] == "diff" and p["aggregation"] == "fedopt":
-        raise ValueError("params_transfer diff is for fedavg and fedprox")
-    if not isinstance(p["cross_site_eval"], bool):
-        raise ValueError("cross_site_eval must be true or false")
-
-
 def resolve_params(params: dict[str, Any] | None) -> dict[str, Any]:
-    """Defaults overlaid with ``params``.
+    """Defaults overlaid with ``params``, checked against :class:`common.job_params.Seg3dParams`.
 
     Raises:
-        ValueError: an unknown name or a value of the wrong type or range.
+        InputError: an unknown name or a value of the wrong type or out of bounds.
     """
-    merged = dict(DEFAULTS)
-    for key, value in (params or {}).items():
-        if key not in DEFAULTS:
-            raise ValueError(f"unknown seg3d parameter: {key}")
-        merged[key] = value
-    _check(merged)
-    return merged
+    return validate_params(TEMPLATE, params or {})
 
 
 def _train_args(p: dict[str, Any]) -> str:

@@ -79,15 +79,23 @@ def approve(
     home: HomeOption = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Accept a job template: record the SHA-256 of its folder in site.toml (approved_jobs)."""
+    """Accept a job template: record the SHA-256 of its folder in site.toml (approved_jobs).
+
+    Shows the limits this site puts on the template's parameters ([job_policy.<template>] in site.toml),
+    which its NVFlare client enforces on every run whatever the hub accepted.
+    """
     from site_node.training.approval import approve_template
 
     ctx = open_site(home)
     digest = approve_template(ctx.settings.home, template, folder or _jobs_root() / template)
+    limits = getattr(ctx.settings.job_policy, template, None)
+    policy = limits.model_dump() if limits is not None else {}
     if json_out:
-        emit_json({"template": template, "digest": digest})
+        emit_json({"template": template, "digest": digest, "policy": policy})
     else:
         typer.echo(f"approved {template} (sha256 {digest})")
+        if policy:
+            typer.echo("  site policy: " + ", ".join(f"{k}={v}" for k, v in policy.items()))
 
 
 @job_app.command("list")

@@ -1,7 +1,8 @@
 """Computing a site's cohort summary and publishing it to the hub.
 
 :func:`build_summary` counts persons, studies, series and instances per collection (modality x body
-part) and per facet value, then applies the site's floor (:mod:`site_node.publish.suppression`).
+part) and per facet value, perturbs every count with the cell-key method (:mod:`common.disclosure`)
+and applies the site's floor (:mod:`common.suppression`).
 :func:`publish` serialises it to canonical JSON and hands the exact bytes to
 :func:`site_node.outbound.send_outbound`, which sends them and appends them to the ledger.
 """
@@ -16,8 +17,11 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
+from common.crypto import Pseudonymizer
+from common.disclosure import cell_key, cell_offset, perturb_count, record_key
 from common.errors import ConfigError
 from common.schemas import BREAKDOWN_FACETS, MEASURES, CohortSummary, Collection, Counts
+from common.suppression import ADDITIVE_FACETS
 from site_node.home import SiteContext
 from site_node.outbound import OutboundReceipt, send_outbound
 from site_node.publish import concepts
@@ -125,28 +129,92 @@ def group_rows(
     return [groups[k] for k in sorted(groups)]
 
 
-def suppressed_collection(group: _Group, k: int) -> Collection:
-    """Apply the floor ``k`` to one counted collection (primary and complementary suppression)."""
+@dataclass
+class CellKeys:
+    """The site's cell-key perturbation of published counts (:mod:`common.disclosure`).
+
+    Every measure of a cell shares the cell key of the persons in it; record keys are cached per person.
+    """
+
+    pseudonymizer: Pseudonymizer
+    base: int
+    floor: int
+    _records: dict[int, int] = field(default_factory=dict)
+
+    def key(self, cell: _Cell, name: str) -> float:
+        """The cell key of ``cell`` (``name``: a stable name of the cell, e.g. ``ct-chest/sex/male``)."""
+        keys = []
+        for person in cell.persons:
+            rk = self._records.get(person)
+            if rk is None:
+                rk = self._records[person] = record_key(self.pseudonymizer, person, self.base)
+            keys.append(rk)
+        return cell_key(keys, cell_offset(self.pseudonymizer, name))
+
+    def shown(self, raw: dict[str, int | None], key: float) -> dict[str, int | None]:
+        """Perturbed counts of one cell (None stays None)."""
+        return {
+            m: None if v is None else perturb_count(v, key, self.base, self.floor) for m, v in raw.items()
+        }
+
+
+def _published(
+    raw: dict[str, int | None], shown: dict[str, int | None], k: int
+) -> dict[str, int | str | None]:
+    """Primary suppression on the true counts, the perturbed value for the others."""
+    return {m: suppress_value(v, k) if v is None or 0 < v < k else shown[m] for m, v in raw.items()}
+
+
+def suppressed_collection(group: _Group, k: int, cell_keys: CellKeys | None = None) -> Collection:
+    """Apply the floor ``k`` to one counted collection (primary and complementary suppression).
+
+    With ``cell_keys`` every published count is perturbed (cell-key method) and facet cells carry
+    persons only: a patient adds exactly one person to a cell, so the published value moves with
+    probability at most ``1/base`` (:func:`common.disclosure.differencing_bound`), whereas their own
+    numbers of studies, series and images would show which cell they joined. The complementary rule
+    then also holds against subtraction of the published values.
+    """
+    key = f"{group.modality}-{group.body_part}".lower().replace(" ", "-")
     raw_total = group.total.raw()
-    totals = {m: suppress_value(v, k) for m, v in raw_total.items()}
+    if cell_keys is not None:
+        shown_total = cell_keys.shown(raw_total, cell_keys.key(group.total, f"{key}/total"))
+    else:
+        shown_total = dict(raw_total)
+    totals = _published(raw_total, shown_total, k)
     facets: dict[str, dict[str, dict[str, int | str | None]]] = {}
     for facet in BREAKDOWN_FACETS:
         cells = group.facets.get(facet, {})
         if not cells:
             continue
         raw = {value: cell.raw() for value, cell in sorted(cells.items())}
+        if cell_keys is not None:  # facet cells publish persons only (see the docstring)
+            for counts in raw.values():
+                counts.update(studies=None, series=None, instances=None)
+        shown = {
+            value: cell_keys.shown(raw[value], cell_keys.key(cell, f"{key}/{facet}/{value}"))
+            if cell_keys is not None
+            else raw[value]
+            for value, cell in cells.items()
+        }
         out: dict[str, dict[str, int | str | None]] = {value: {} for value in raw}
         for measure in MEASURES:
             if any(r[measure] is None for r in raw.values()):
                 for value in raw:
                     out[value][measure] = None
                 continue
-            published = isinstance(totals[measure], int)
-            row = suppress_row({v: int(r[measure] or 0) for v, r in raw.items()}, k, published)
-            for value, shown in row.items():
-                out[value][measure] = shown
+            total = totals[measure]
+            published: bool | int = isinstance(total, int)
+            if published and facet in ADDITIVE_FACETS:
+                published = int(total)  # type: ignore[arg-type]
+            row = suppress_row(
+                {v: int(r[measure] or 0) for v, r in raw.items()},
+                k,
+                published,
+                {v: int(shown[v][measure] or 0) for v in raw},
+            )
+            for value, cell_value in row.items():
+                out[value][measure] = cell_value
         facets[facet] = out
-    key = f"{group.modality}-{group.body_part}".lower().replace(" ", "-")
     description = f"{group.modality} {group.body_part.lower()} imaging"
     return Collection(
         key=key,
@@ -163,7 +231,8 @@ def build_summary(site: SiteContext) -> CohortSummary:
     k = site.settings.floor_k
     rows = read_series(site.engine, site.settings.export_dir)
     groups = count_groups(site.engine, rows)
-    collections = [suppressed_collection(g, k) for g in groups]
+    cell_keys = CellKeys(site.pseudonymizer(), site.settings.disclosure_base, k)
+    collections = [suppressed_collection(g, k, cell_keys) for g in groups]
     log.info("cohort summary: %d collections from %d series", len(collections), len(rows))
     return CohortSummary(site=site.settings.site_id, floor_k=k, collections=collections)
 

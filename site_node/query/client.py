@@ -40,7 +40,10 @@ def answer(client_name: str, custom_dir: Path, meta: dict[str, Any]) -> dict[str
     except ValidationError as exc:
         field = ".".join(str(p) for p in exc.errors()[0]["loc"]) or "params"
         return {REFUSED_KEY: f"refused by site {settings.site_id}: invalid query parameter {field}"}
-    return {RESULT_KEY: release(settings, params).model_dump(mode="json")}
+    from site_node.home import SiteContext
+
+    pseudonymizer = SiteContext(settings).pseudonymizer()
+    return {RESULT_KEY: release(settings, params, pseudonymizer).model_dump(mode="json")}
 
 
 def run_query_client(custom_dir: Path) -> None:

@@ -7,7 +7,6 @@ death (event) or to the end of observation (censored). Withdrawn patients are le
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, bindparam, inspect, text
@@ -178,13 +177,3 @@ def evaluate(engine: Engine, cohort: CohortDefinition) -> list[Member]:
         days, died = _follow_up(index, obs_end.get(pid), death.get(pid))
         members.append(Member(pid, sex, age, days, died))
     return members
-
-
-def breakdown(members: list[Member]) -> tuple[dict[str, int], dict[str, int]]:
-    """True counts by sex and by 10-year age band (site-internal)."""
-    by_sex: dict[str, int] = defaultdict(int)
-    by_age: dict[str, int] = defaultdict(int)
-    for m in members:
-        by_sex[m.sex] += 1
-        by_age[concepts.age_band(m.age)] += 1
-    return dict(by_sex), dict(by_age)

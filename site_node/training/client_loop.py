@@ -22,6 +22,7 @@ from site_node.training.approval import check_approved, find_custom_dir, identif
 from site_node.training.data import DEFAULT_PATCH, make_loaders
 from site_node.training.device import describe_device, select_device
 from site_node.training.engine import evaluate, scheduled_lr, train_epochs
+from site_node.training.job_policy import check_job_policy
 from site_node.training.model import DEFAULT_CHANNELS, SegUNet
 from site_node.training.privacy_filter import REFUSED_KEY
 from site_node.training.site import resolve_site_home
@@ -44,12 +45,26 @@ class ClientConfig:
     model_args: dict[str, Any] = field(default_factory=dict)
 
 
-def admission(client_name: str, custom_dir: Path) -> tuple[Path, str | None]:
-    """The client's own site home, and the refusal message when the site refuses the job."""
+def config_params(config: ClientConfig) -> dict[str, Any]:
+    """The job parameters this client trains with, as the site's job policy names them."""
+    return {"local_epochs": config.epochs, "patch": list(config.patch), "batch_size": config.batch_size}
+
+
+def admission(
+    client_name: str, custom_dir: Path, config: ClientConfig | None = None
+) -> tuple[Path, str | None]:
+    """The client's own site home, and the refusal message when the site refuses the job.
+
+    The job must be approved, its training parameters inside the site's job policy, and the curated
+    set ready.
+    """
     home = resolve_site_home(client_name)
     settings = load_site_settings(home)
     try:
-        check_approved(settings, identify_job(find_custom_dir(custom_dir)))
+        job = identify_job(find_custom_dir(custom_dir))
+        check_approved(settings, job)
+        if config is not None:
+            check_job_policy(settings, job.template, config_params(config))
         require_ready(home / "curated", settings.site_id)
     except (PermissionDeniedError, ConflictError) as exc:
         return home, exc.public_message
@@ -84,7 +99,8 @@ def run_client(config: ClientConfig, custom_dir: Path) -> None:
 
     flare.init()
     client_name = flare.get_site_name()
-    home, refusal = admission(client_name, custom_dir)
+    home, refusal = admission(client_name, custom_dir, config)
+    settings = load_site_settings(home)
     if refusal:
         log.warning("%s", refusal)
         _refuse_all(flare, refusal)
@@ -101,6 +117,12 @@ def run_client(config: ClientConfig, custom_dir: Path) -> None:
         incoming = flare.receive()
         if incoming is None:
             break
+        refusal = rounds_refusal(settings, incoming)
+        if refusal:  # the server asks for more rounds than the site accepts: stop before training
+            log.warning("%s", refusal)
+            flare.send(flare.FLModel(params={}, meta={REFUSED_KEY: refusal}))
+            _refuse_all(flare, refusal)
+            return
         if flare.is_submit_model():
             flare.send(flare.FLModel(params=local_state))
             continue
@@ -155,6 +177,18 @@ def run_client(config: ClientConfig, custom_dir: Path) -> None:
                 },
             )
         )
+
+
+def rounds_refusal(settings: Any, incoming: Any) -> str | None:
+    """The refusal when the job's rounds (total, or the current one) exceed the site's ``max_rounds``."""
+    total = incoming.total_rounds
+    current = incoming.current_round
+    rounds = max(int(total or 0), int(current or 0) + 1 if current is not None else 0)
+    try:
+        check_job_policy(settings, "seg3d", {"rounds": rounds})
+    except PermissionDeniedError as exc:
+        return exc.public_message
+    return None
 
 
 def _refuse_all(flare: Any, refusal: str) -> None:

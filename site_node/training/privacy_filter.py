@@ -2,8 +2,9 @@
 
 Every task result a site's NVFlare client sends passes through :class:`SiteOutboundFilter`:
 
-1. the job must be approved by the site (template + code digest, see :mod:`approval`); a refused job
-   sends an empty result carrying only the refusal message;
+1. the job must be approved by the site (template + code digest, see :mod:`approval`) and run with
+   parameters inside the site's own job policy (:mod:`job_policy`); a refused job sends an empty
+   result carrying only the refusal message;
 2. the site's privacy settings (``SiteSettings.training_privacy``) are applied: variables matching
    ``exclude_vars`` are removed; ``percentile`` keeps only the largest weight changes (it needs
    weight differences and refuses full weights rather than silently sending them);
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 from nvflare.apis.dxo import DataKind, MetaKey, from_shareable
 from nvflare.apis.filter import Filter
+from nvflare.apis.fl_constant import FLContextKey
 from nvflare.apis.fl_context import FLContext
 from nvflare.apis.shareable import Shareable
 from nvflare.app_common.app_constant import AppConstants
@@ -32,6 +34,7 @@ from common.errors import PermissionDeniedError, PrivacyError
 from site_node.db import get_engine
 from site_node.outbound import record_outbound
 from site_node.training.approval import check_approved, identify_job
+from site_node.training.job_policy import check_job_policy, observed_params, pending_refusal
 from site_node.training.site import resolve_site_home
 
 log = logging.getLogger(__name__)
@@ -98,7 +101,9 @@ class SiteOutboundFilter(Filter):
         round_ = shareable.get_header(AppConstants.CURRENT_ROUND)
         try:
             custom = Path(fl_ctx.get_engine().get_workspace().get_app_custom_dir(job_id))
-            check_approved(settings, identify_job(custom))
+            job = identify_job(custom)
+            check_approved(settings, job)
+            _check_policy(settings, job.template, custom, job_id, fl_ctx, shareable)
         except PermissionDeniedError as exc:
             shareable = _refusal(exc.public_message)
         else:
@@ -120,6 +125,33 @@ class SiteOutboundFilter(Filter):
             dxo.data = apply_privacy(dxo.data_kind, dxo.data, settings.training_privacy)
             dxo.update_shareable(shareable)
         return shareable
+
+
+def _check_policy(
+    settings: SiteSettings, template: str, custom: Path, job_id: str, fl_ctx: FLContext, result: Shareable
+) -> None:
+    """The site's job policy over the client configuration and this round's number.
+
+    The round comes from the result (NVFlare clears the task data before result filters run) and,
+    where available, the total the server announced with the task.
+
+    Raises:
+        PermissionDeniedError: a parameter outside the site's policy (or one noted while the task ran).
+    """
+    noted = pending_refusal(job_id)
+    if noted:
+        raise PermissionDeniedError(noted, field="job_policy")
+    params = observed_params(custom, template)
+    rounds = []
+    task_data = fl_ctx.get_prop(FLContextKey.TASK_DATA)
+    if isinstance(task_data, Shareable):
+        rounds.append(task_data.get_header(AppConstants.NUM_ROUNDS))
+    current = result.get_header(AppConstants.CURRENT_ROUND)
+    rounds.append(current + 1 if isinstance(current, int) and not isinstance(current, bool) else None)
+    known = [r for r in rounds if isinstance(r, int) and not isinstance(r, bool)]
+    if known:
+        params["rounds"] = max(known)
+    check_job_policy(settings, template, params)
 
 
 def _refusal(message: str) -> Shareable:

@@ -29,7 +29,9 @@ from nvflare.app_common.abstract.statistics_spec import (
 )
 
 from common.config import SiteSettings, load_site_settings
+from common.errors import PermissionDeniedError
 from site_node.training.approval import check_approved, identify_job
+from site_node.training.job_policy import check_job_policy, clear_refusal, note_refusal, observed_params
 from site_node.training.site import resolve_site_home
 
 log = logging.getLogger(__name__)
@@ -78,12 +80,28 @@ class SiteStatistics(Statistics):
     def __init__(self) -> None:
         super().__init__()
         self.data: dict[str, dict[str, list[float]]] = {}
+        self.settings: SiteSettings | None = None
+        self.job_id = ""
 
     def initialize(self, fl_ctx: FLContext) -> None:
-        """Bind to the site, check the job is approved, and compute the per-record values."""
+        """Bind to the site, check the job (approval, the site's job policy), compute the values.
+
+        A refused job is not an error here: the client stays up, reports no dataset, and the site's
+        result filter answers the task with the refusal, so the server (and the researcher) hear it
+        instead of waiting for a client that stopped.
+        """
         settings = load_site_settings(resolve_site_home(fl_ctx.get_identity_name()))
+        self.settings, self.job_id, self.data = settings, str(fl_ctx.get_job_id()), {}
+        clear_refusal(self.job_id)
         custom = Path(fl_ctx.get_engine().get_workspace().get_app_custom_dir(fl_ctx.get_job_id()))
-        check_approved(settings, identify_job(custom))
+        try:
+            job = identify_job(custom)
+            check_approved(settings, job)
+            check_job_policy(settings, job.template, observed_params(custom, job.template))
+        except PermissionDeniedError as exc:
+            log.warning("%s", exc.public_message)
+            note_refusal(self.job_id, exc.public_message)
+            return
         raw = {"curated": curated_features(settings.home / "curated"), "omop": {"age": omop_ages(settings)}}
         floor = settings.floor_k
         self.data = {}
@@ -139,7 +157,16 @@ class SiteStatistics(Statistics):
         global_min_value: float,
         global_max_value: float,
     ) -> Histogram:
-        """Equal-width histogram over the global range."""
+        """Equal-width histogram over the global range; more bins than the site allows: refused.
+
+        The refusal is noted for the site's result filter, which sends it instead of the statistics.
+        """
+        if self.settings is not None:
+            try:
+                check_job_policy(self.settings, "fedstats", {"bins": num_of_bins})
+            except PermissionDeniedError as exc:
+                note_refusal(self.job_id, exc.public_message)
+                return Histogram(HistogramType.STANDARD, [])
         counts, edges = np.histogram(
             self._values(dataset_name, feature_name),
             bins=num_of_bins,

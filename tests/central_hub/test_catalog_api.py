@@ -25,7 +25,7 @@ def test_publish_then_search_returns_every_collection(client, published) -> None
         ("site-b", "pt-chest"),
     }
     sites = {s["site"]: s for s in body["sites"]}
-    assert sites["site-a"]["persons"] == {"value": 150, "display": "150", "lower_bound": False}
+    assert sites["site-a"]["persons"] == {"value": 160, "display": "160", "lower_bound": False}
     assert sites["site-a"]["collections"] == 2
 
 
@@ -86,7 +86,7 @@ def test_free_text_pagination_and_sorting(client, published) -> None:
     assert _search(client, published, q="100%_")["total_collections"] == 0
     first = _search(client, published, page_size=3, sort="-persons")
     second = _search(client, published, page_size=3, page=2, sort="-persons")
-    assert [c["persons"]["value"] for c in first["results"]] == [120, 120, 30]
+    assert [c["persons"]["value"] for c in first["results"]] == [130, 130, 30]
     assert len(second["results"]) == 1 and second["results"][0]["key"] == "pt-chest"
     by_site = _search(client, published, sort="site")
     assert [c["site"] for c in by_site["results"]][:2] == ["site-a", "site-a"]

@@ -39,14 +39,15 @@ def test_publish_round_trip_and_republish_after_withdrawal(live_hub, hub_setting
 
     headers = {"Authorization": f"Bearer {researcher}"}
     body = httpx.get(f"{live_hub}/catalog/search", params={"modality": "MR"}, headers=headers).json()
-    assert body["results"][0]["persons"]["display"] == "12"
+    # 12 persons, published perturbed by the cell-key method (base 5): 10 or 15, never 12
+    assert body["results"][0]["persons"]["display"] in ("10", "15")
 
     with site.engine.begin() as conn:
         conn.execute(insert(withdrawal).values(patient_pseudonym="PMR0000000000000", withdrawn_at=utcnow()))
     site_main(["publish", "--home", str(site_home), "--hub", live_hub, "--token", site_token])
     capsys.readouterr()
     body = httpx.get(f"{live_hub}/catalog/search", params={"modality": "MR"}, headers=headers).json()
-    assert body["results"][0]["persons"]["display"] == "11"
+    assert body["results"][0]["persons"]["display"] in ("10", "15")  # 11 persons, perturbed
     assert body["total_collections"] == 1
 
     site_main(["ledger", "--home", str(site_home), "--json"])

@@ -142,7 +142,7 @@ def test_request_approval_job_and_refusal(
     assert r.status_code == 200, r.text
     answer = r.json()
     site_a = answer["query"]["sites"]["site-a"]
-    assert site_a["persons"] == 150 and site_a["floor_k"] == 10
+    assert abs(site_a["persons"] - 150) < 5 and site_a["floor_k"] == 10  # cell-key perturbed (base 5)
     assert answer["query"]["sites"]["site-b"]["refused"].endswith(REASON)
     k = 10
     counts = [site_a["persons"], *site_a["by_sex"].values(), *site_a["by_age_band"].values()]
@@ -164,7 +164,7 @@ def test_request_approval_job_and_refusal(
     # the same on the page: a table and the plot
     page = httpx.get(f"{live_hub}/access/jobs/{job['id']}", cookies={"hub_token": tokens.researcher}).text
     assert 'id="query-table"' in page and f'src="/jobs/{job["id"]}/query.png"' in page
-    assert '<tr data-site="site-a"><td>site-a</td><td>150</td>' in page and REASON in page
+    assert f'<tr data-site="site-a"><td>site-a</td><td>{site_a["persons"]}</td>' in page and REASON in page
     plot = httpx.get(f"{live_hub}/jobs/{job['id']}/query.png", cookies={"hub_token": tokens.researcher})
     assert plot.status_code == 200 and plot.content == png
 

@@ -16,13 +16,19 @@ def _collections(site) -> dict:  # type: ignore[no-untyped-def]
     return {c.key: c for c in build_summary(site).collections}
 
 
+def _near(shown: object, true: int, base: int = 5) -> bool:
+    """A count perturbed by the cell-key method: a multiple of the base less than one base away."""
+    return isinstance(shown, int) and shown % base == 0 and abs(shown - true) < base
+
+
 def test_collections_group_by_modality_and_body_part(omop_site) -> None:
     colls = _collections(omop_site)
     assert set(colls) == {"ct-chest", "mr-brain"}
     ct = colls["ct-chest"]
     assert (ct.modality, ct.body_part, ct.description) == ("CT", "CHEST", "CT chest imaging")
     assert ct.totals.model_dump() == {"persons": 30, "studies": 30, "series": 60, "instances": 4500}
-    assert colls["mr-brain"].totals.persons == 12
+    # multiples of the base (5) are published exactly, others rounded up or down by their cell key
+    assert _near(colls["mr-brain"].totals.persons, 12)
 
 
 def test_small_cells_and_their_complements_are_suppressed(omop_site) -> None:
@@ -33,7 +39,7 @@ def test_small_cells_and_their_complements_are_suppressed(omop_site) -> None:
     mr_sex = colls["mr-brain"].facets["sex"]
     assert mr_sex["male"].persons == "<10" and mr_sex["female"].persons == "<10"
     assert colls["ct-chest"].facets["condition"]["Non-small cell lung cancer"].persons == 15
-    assert colls["mr-brain"].facets["condition"]["Type 2 diabetes mellitus"].persons == 12
+    assert _near(colls["mr-brain"].facets["condition"]["Type 2 diabetes mellitus"].persons, 12)
 
 
 def test_age_and_year_bands(omop_site) -> None:
@@ -56,11 +62,12 @@ def test_no_identifier_uid_date_or_small_number_leaves(omop_site) -> None:
 def test_withdrawn_patient_disappears_from_the_next_summary(omop_site) -> None:
     from site_node.db import utcnow, withdrawal
 
-    before = _collections(omop_site)["mr-brain"].totals.persons
+    before = _collections(omop_site)["mr-brain"].totals
+    assert before == _collections(omop_site)["mr-brain"].totals  # same content, same perturbation
     with omop_site.engine.begin() as conn:
         conn.execute(insert(withdrawal).values(patient_pseudonym="PMR0000000000000", withdrawn_at=utcnow()))
     after = _collections(omop_site)["mr-brain"].totals
-    assert (before, after.persons, after.series) == (12, 11, 11)
+    assert _near(before.persons, 12) and _near(after.persons, 11) and _near(after.series, 11)
 
 
 def test_site_floor_applies(site_home) -> None:

@@ -27,6 +27,10 @@ def _ints(value: Any) -> list[int]:
     return []
 
 
+def _p(site: Any) -> Any:
+    return site.pseudonymizer()
+
+
 def _n(rows: list, keep: Any) -> int:
     return sum(1 for p, _, _ in rows if p.series[0][0] == CT and keep(p))
 
@@ -73,7 +77,8 @@ def test_follow_up_runs_from_index_to_death_or_end_of_observation(query_site) ->
 )
 def test_released_results_hold_no_number_below_k(query_site, definition) -> None:  # type: ignore[no-untyped-def]
     k = query_site.settings.floor_k
-    result = release(query_site.settings, FedQueryParams(cohort=CohortDefinition.model_validate(definition)))
+    params = FedQueryParams(cohort=CohortDefinition.model_validate(definition))
+    result = release(query_site.settings, params, query_site.pseudonymizer())
     counts = {"persons": result.persons, **result.by_sex, **result.by_age_band}
     assert all(not isinstance(v, int) or v == 0 or v >= k for v in counts.values()), counts
     table = result.survival
@@ -86,14 +91,19 @@ def test_released_results_hold_no_number_below_k(query_site, definition) -> None
 
 
 def test_small_cohorts_release_markers_and_no_curve(query_site) -> None:  # type: ignore[no-untyped-def]
-    result = release(query_site.settings, FedQueryParams(cohort=CohortDefinition(modality="MR")))
+    result = release(
+        query_site.settings, FedQueryParams(cohort=CohortDefinition(modality="MR")), _p(query_site)
+    )
     assert result.persons == "<10"
     assert result.survival is not None and result.survival.rows == [] and result.survival.withheld
 
 
 def test_a_curve_is_released_for_a_large_enough_cohort(query_site) -> None:  # type: ignore[no-untyped-def]
-    result = release(query_site.settings, FedQueryParams(cohort=CohortDefinition(modality="CT")))
-    assert result.persons == 150
+    result = release(
+        query_site.settings, FedQueryParams(cohort=CohortDefinition(modality="CT")), _p(query_site)
+    )
+    base = query_site.settings.disclosure_base
+    assert isinstance(result.persons, int) and abs(result.persons - 150) < base  # cell-key perturbed
     assert result.survival is not None and len(result.survival.rows) >= 2
     assert sum(r.events for r in result.survival.rows) >= query_site.settings.floor_k
 
@@ -121,3 +131,22 @@ def test_bad_parameters_are_refused_naming_the_field(params: dict[str, Any]) -> 
     with pytest.raises(InputError) as info:
         check_params("fedquery", params)
     assert "drop table" not in info.value.public_message
+
+
+def test_the_same_cohort_asked_differently_gets_the_same_numbers(query_site) -> None:  # type: ignore[no-untyped-def]
+    """The perturbation depends on who is in a cell, not on how the query was phrased."""
+    p = _p(query_site)
+    one = release(query_site.settings, FedQueryParams(cohort=CohortDefinition(modality="CT")), p)
+    other = release(query_site.settings, FedQueryParams(cohort=CohortDefinition(concept_ids=[NSCLC])), p)
+    again = release(query_site.settings, FedQueryParams(cohort=CohortDefinition(modality="CT")), p)
+    assert one.persons == other.persons == again.persons and one.by_sex == other.by_sex
+    assert one.survival == again.survival
+
+
+def test_released_counts_are_perturbed_to_the_base(query_site) -> None:  # type: ignore[no-untyped-def]
+    result = release(query_site.settings, FedQueryParams(), _p(query_site))
+    base = query_site.settings.disclosure_base
+    counts = [result.persons, *result.by_sex.values(), *result.by_age_band.values()]
+    assert all(c % base == 0 for c in counts if isinstance(c, int))
+    for row in result.survival.rows if result.survival else []:
+        assert row.events % base == 0 and row.censored % base == 0

@@ -24,6 +24,12 @@ def test_job_approve_list_and_policy(site_home: Path, tmp_path: Path, capsys: py
     code, out, _ = _run(["job", "approve", "seg3d", "--home", str(site_home), "--json"], capsys)
     assert code == 0
     digest = json.loads(out)["digest"]
+    assert json.loads(out)["policy"] == {
+        "max_rounds": 20,
+        "max_local_epochs": 10,
+        "max_patch": 128,
+        "max_batch_size": 8,
+    }
     code, out, _ = _run(["job", "list", "--home", str(site_home), "--json"], capsys)
     assert json.loads(out)["approved_jobs"] == [
         {"template": "seg3d", "digest": digest, "installed_matches": True}

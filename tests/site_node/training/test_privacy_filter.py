@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from nvflare.apis.dxo import DXO, DataKind, from_shareable
+from nvflare.apis.fl_constant import FLContextKey
+from nvflare.apis.shareable import Shareable
 from nvflare.app_common.app_constant import AppConstants
 
 from site_node.db import get_engine
@@ -20,9 +23,10 @@ from site_node.training.site import SITE_MAP_ENV, write_site_map
 SEG3D = Path(__file__).resolve().parents[3] / "jobs" / "seg3d"
 
 
-def _ctx(custom: Path) -> SimpleNamespace:
+def _ctx(custom: Path, task_data: object = None) -> SimpleNamespace:
     workspace = SimpleNamespace(get_app_custom_dir=lambda job_id: str(custom))
     return SimpleNamespace(
+        get_prop=lambda key, default=None: task_data if key == FLContextKey.TASK_DATA else default,
         get_identity_name=lambda: "site-a",
         get_job_id=lambda: "job-7",
         get_engine=lambda: SimpleNamespace(get_workspace=lambda: workspace),
@@ -82,3 +86,38 @@ def test_percentile_privacy_refuses_full_weights_but_filters_diffs(site: tuple[P
     assert "weight differences" in refused.get_meta_prop(REFUSED_KEY)
     kept = from_shareable(SiteOutboundFilter().process(_result(DataKind.WEIGHT_DIFF), _ctx(custom)))
     assert float(kept.data["net.a.weight"].max()) == pytest.approx(0.5)
+
+
+def test_more_rounds_than_the_site_accepts_are_refused(site: tuple[Path, Path]) -> None:
+    """The server's task says 1000 rounds; the site's policy says at most 20 (default)."""
+    home, custom = site
+    approve_template(home, "seg3d", SEG3D)
+    task = Shareable()
+    task.set_header(AppConstants.NUM_ROUNDS, 20)
+    kept = from_shareable(SiteOutboundFilter().process(_result(), _ctx(custom, task)))
+    assert kept.get_meta_prop(REFUSED_KEY) is None and kept.data
+    task.set_header(AppConstants.NUM_ROUNDS, 1000)
+    refused = from_shareable(SiteOutboundFilter().process(_result(), _ctx(custom, task)))
+    assert refused.data == {}
+    assert refused.get_meta_prop(REFUSED_KEY) == (
+        "refused by site site-a: rounds outside the site's policy for seg3d"
+    )
+    # NVFlare clears the task data before result filters run: the result's own round counts too
+    late = _result()
+    late.set_header(AppConstants.CURRENT_ROUND, 20)  # the 21st round
+    assert from_shareable(SiteOutboundFilter().process(late, _ctx(custom))).data == {}
+
+
+def test_training_options_outside_the_sites_policy_are_refused(site: tuple[Path, Path]) -> None:
+    """The client's command line (what NVFlare really runs) carries a 512^3 patch: refused."""
+    home, custom = site
+    approve_template(home, "seg3d", SEG3D)
+    config = custom.parent / "config"
+    config.mkdir()
+    args = "--epochs 1000 --lr 0.003 --patch 512,512,512 --channels 8,16,32 --batch-size 2"
+    executor = {"path": "x.ClientAPIExecutor", "args": {"task_script_args": args}}
+    (config / "config_fed_client.json").write_text(json.dumps({"executors": [{"executor": executor}]}))
+    refused = from_shareable(SiteOutboundFilter().process(_result(), _ctx(custom)))
+    message = refused.get_meta_prop(REFUSED_KEY)
+    assert message.startswith("refused by site site-a: local_epochs, patch outside")
+    assert "512" not in message and "1000" not in message

@@ -8,9 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from common.errors import PermissionDeniedError
 from site_node.home import init_home
-from site_node.training.approval import approve_template, stage_client_files
+from site_node.training.approval import approve_template
 from site_node.training.site import SITE_MAP_ENV, write_site_map
 from site_node.training.statistics import SiteStatistics, curated_features
 from site_node.training.toy_data import write_toy_curated
@@ -33,8 +32,16 @@ def bound_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, P
     init_home(home, "site-a", floor_k=5)
     write_toy_curated(home, patients=6, seed=4, shape=(16, 16, 16))
     monkeypatch.setenv(SITE_MAP_ENV, str(write_site_map(tmp_path / "map.json", {"site-a": home})))
-    custom = stage_client_files(FEDSTATS, "fedstats", tmp_path / "job")
-    return home, custom
+    return home, _export(tmp_path / "job", {})
+
+
+def _export(work: Path, params: dict) -> Path:
+    """The custom folder of a really exported fedstats job (its client config sits beside it)."""
+    from central_hub.jobs.templates import load_template
+
+    recipe = load_template("fedstats").build_recipe(["site-a"], params, work)
+    recipe.export(str(work / "export"))
+    return next((work / "export").rglob("fedimaging_job.json")).parent
 
 
 def test_curated_features_have_one_value_per_series(tmp_path: Path) -> None:
@@ -63,8 +70,60 @@ def test_small_site_reports_nothing(bound_site: tuple[Path, Path]) -> None:
     assert stats.features() == {}
 
 
+def _refused(custom: Path) -> str:
+    """Initialise the generator; the refusal it notes for the site's result filter (it stays up)."""
+    from site_node.training.job_policy import pending_refusal
+
+    stats = SiteStatistics()
+    stats.initialize(_ctx("site-a", custom))
+    assert stats.features() == {}
+    return pending_refusal("job-1") or ""
+
+
 def test_unapproved_statistics_job_is_refused(bound_site: tuple[Path, Path]) -> None:
     _, custom = bound_site
-    with pytest.raises(PermissionDeniedError, match="refused by site site-a"):
-        SiteStatistics().initialize(_ctx("site-a", custom))
+    assert _refused(custom).startswith("refused by site site-a")
     shutil.rmtree(custom)
+
+
+def _set_policy(home: Path, section: str, text: str) -> None:
+    toml = home / "site.toml"
+    toml.write_text(toml.read_text() + f"\n[job_policy.{section}]\n{text}\n")
+
+
+def test_job_below_the_sites_noise_minimum_is_refused(bound_site: tuple[Path, Path]) -> None:
+    """The hub accepts min_noise_level 0.1; this site asks for at least 0.2 and refuses at run time."""
+    home, custom = bound_site
+    approve_template(home, "fedstats", FEDSTATS)
+    _set_policy(home, "fedstats", "min_noise_level = 0.2")
+    assert (
+        _refused(custom) == "refused by site site-a: min_noise_level outside the site's policy for fedstats"
+    )
+
+
+def test_cleansers_weakened_after_the_hub_are_refused(bound_site: tuple[Path, Path]) -> None:
+    """Whatever the hub let through: the site reads the cleansers NVFlare will really run."""
+    home, custom = bound_site
+    approve_template(home, "fedstats", FEDSTATS)
+    config = custom.parent / "config" / "config_fed_client.json"
+    weak = config.read_text().replace('"max_bins_percent": 10.0', '"max_bins_percent": 1000000000.0')
+    config.write_text(weak)
+    refusal = _refused(custom)
+    assert "max_bins_percent" in refusal and "1000000000" not in refusal
+    no_cleanser = config.read_text().replace("MinCountCleanser", "Nothing")
+    config.write_text(no_cleanser)
+    assert "min_count" in _refused(custom)
+
+
+def test_more_histogram_bins_than_the_site_allows_are_refused(bound_site: tuple[Path, Path]) -> None:
+    from site_node.training.job_policy import pending_refusal
+
+    home, custom = bound_site
+    approve_template(home, "fedstats", FEDSTATS)
+    _set_policy(home, "fedstats", "max_bins = 8")
+    stats = SiteStatistics()
+    stats.initialize(_ctx("site-a", custom))
+    assert len(stats.histogram("curated", "mean_hu", 8, -100.0, 100.0).bins) == 8
+    assert pending_refusal("job-1") is None
+    assert stats.histogram("curated", "mean_hu", 1_000_000, -100.0, 100.0).bins == []
+    assert "bins outside the site's policy" in (pending_refusal("job-1") or "")
