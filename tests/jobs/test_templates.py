@@ -84,3 +84,6 @@ def test_fedquery_builds_with_the_site_filter_and_the_result_recorder(tmp_path: 
     assert "SiteOutboundFilter" in client_cfg and "QueryResultRecorder" in server_cfg
     assert '"age_min": 40' in server_cfg  # the cohort definition travels as the task's metadata
     assert check_params("fedquery", {})["cohort"]["concept_ids"] == []
+    from common.job_params import params_schema
+
+    assert "cohort" in params_schema()["fedquery"]["properties"]  # published at GET /job-templates
