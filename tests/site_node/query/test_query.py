@@ -104,7 +104,7 @@ def test_a_curve_is_released_for_a_large_enough_cohort(query_site) -> None:  # t
     )
     base = query_site.settings.disclosure_base
     assert isinstance(result.persons, int) and abs(result.persons - 150) < base  # cell-key perturbed
-    assert result.survival is not None and len(result.survival.rows) >= 2
+    assert result.survival is not None and result.survival.rows  # how many steps depends on the site key
     assert sum(r.events for r in result.survival.rows) >= query_site.settings.floor_k
 
 
