@@ -154,9 +154,12 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
     """Build the hub application for ``settings`` (``$HUB_HOME`` settings by default)."""
     from central_hub.auth.routes import router as token_router
     from central_hub.catalog.routes import router as catalog_router
+    from central_hub.jobs.query_routes import router as query_router
     from central_hub.jobs.routes import router as jobs_router
     from central_hub.jobs.routes import templates_router
+    from central_hub.projects.routes import router as access_router
     from central_hub.status import router as status_router
+    from central_hub.web.access import router as web_access_router
     from central_hub.web.routes import mount_static
     from central_hub.web.routes import router as web_router
 
@@ -169,6 +172,8 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
     app.state.settings = settings
     _install_error_handlers(app)
     for router in (catalog_router, token_router, status_router, web_router, jobs_router, templates_router):
+        app.include_router(router)
+    for router in (access_router, query_router, web_access_router):
         app.include_router(router)
     mount_static(app)
 

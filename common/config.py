@@ -190,6 +190,8 @@ class SiteSettings(_HomeSettings):
     admin_token: SecretStr | None = None
     deid: DeidOptions = Field(default_factory=DeidOptions)
     approved_jobs: dict[str, str] = Field(default_factory=dict)
+    #: Admit only jobs of approved (project, submitter, template); on for good once a request is decided.
+    require_project_approval: bool = False
     training_privacy: TrainingPrivacy = Field(default_factory=TrainingPrivacy)
     #: The site's own limits on job parameters, enforced by its NVFlare client (common.job_params).
     job_policy: JobPolicy = Field(default_factory=JobPolicy)

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
 from common.errors import InputError
+from common.schemas.cohort_query import FedQueryParams
 
 PLATFORM_FLOOR = 5
 _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -79,7 +80,11 @@ class Seg3dParams(BaseModel):
 
 
 #: Template name -> its parameter model.
-TEMPLATE_PARAMS: dict[str, type[BaseModel]] = {"fedstats": FedstatsParams, "seg3d": Seg3dParams}
+TEMPLATE_PARAMS: dict[str, type[BaseModel]] = {
+    "fedstats": FedstatsParams,
+    "seg3d": Seg3dParams,
+    "fedquery": FedQueryParams,  # a cohort definition (common.schemas.cohort_query)
+}
 
 
 def _field_of(error: Any) -> str:

@@ -31,6 +31,7 @@ class HubJob(Base):
     runner: Mapped[str] = mapped_column(String(16), nullable=False)
     nvflare_job_id: Mapped[str | None] = mapped_column(String(64))
     submitted_by: Mapped[str] = mapped_column(String(96), nullable=False)
+    project: Mapped[str | None] = mapped_column(String(64), index=True)  # migration 0104_projects
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
 
@@ -49,6 +50,7 @@ class HubJob(Base):
             "runner": self.runner,
             "nvflare_job_id": self.nvflare_job_id,
             "submitted_by": self.submitted_by,
+            "project": self.project,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }

@@ -32,6 +32,7 @@ class JobCreate(BaseModel):
     template: str = Field(min_length=1, max_length=64, examples=["seg3d"])
     sites: list[str] = Field(min_length=1, max_length=64, examples=[["site-a", "site-b"]])
     params: dict[str, Any] = Field(default_factory=dict, examples=[{"rounds": 3}])
+    project: str | None = Field(default=None, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
 @router.get("/templates", summary="Job templates available")
@@ -57,29 +58,45 @@ def create_job(
     settings: HubSettings = Depends(get_settings),
 ) -> dict[str, Any]:
     """Validate the template and parameters, record and audit the job, and hand it to NVFlare."""
-    job = service.submit_job(session, settings, principal, body.template, body.params, body.sites)
+    job = service.submit_job(
+        session, settings, principal, body.template, body.params, body.sites, project=body.project
+    )
     return job.public()
+
+
+def visible_job(session: Session, settings: HubSettings, principal: Principal, job_id: str) -> Any:
+    """A job the caller may see (project member, operator); 404 for anyone else."""
+    from central_hub.projects.service import can_see_job
+    from common.errors import NotFoundError
+
+    job = service.get_job(session, settings, job_id)
+    if not can_see_job(session, principal, job.project, job.submitted_by):
+        raise NotFoundError("no such job", field="job_id")
+    return job
 
 
 @router.get("", summary="List jobs")
 def list_jobs(
-    _: Principal = Depends(_READ),
+    principal: Principal = Depends(_READ),
     session: Session = Depends(get_session),
     settings: HubSettings = Depends(get_settings),
 ) -> dict[str, Any]:
-    """Jobs, newest first, with their current state."""
-    return {"jobs": [j.public() for j in service.list_jobs(session, settings)]}
+    """Jobs the caller may see (their projects'), newest first, with their current state."""
+    from central_hub.projects.service import can_see_job
+
+    jobs = service.list_jobs(session, settings)
+    return {"jobs": [j.public() for j in jobs if can_see_job(session, principal, j.project, j.submitted_by)]}
 
 
 @router.get("/{job_id}", summary="Job state, round and per-site metrics")
 def get_job(
     job_id: str,
-    _: Principal = Depends(_READ),
+    principal: Principal = Depends(_READ),
     session: Session = Depends(get_session),
     settings: HubSettings = Depends(get_settings),
 ) -> dict[str, Any]:
     """State, last round and the metrics each site reported so far (refusals included)."""
-    return service.get_job(session, settings, job_id).public()
+    return visible_job(session, settings, principal, job_id).public()
 
 
 @router.get("/{job_id}/model", summary="Global model weights (PyTorch checkpoint)")
@@ -90,7 +107,7 @@ def get_model(
     settings: HubSettings = Depends(get_settings),
 ) -> FileResponse:
     """The final global model saved by the server."""
-    job = service.get_job(session, settings, job_id)
+    job = visible_job(session, settings, principal, job_id)
     path = service.artifact(settings, job, service.MODEL_FILE)
     write_audit(session, principal, "job.model.download", {"job_id": job_id})
     session.commit()
@@ -100,12 +117,12 @@ def get_model(
 @router.get("/{job_id}/report", summary="Metrics JSON with the Dice-per-round plot")
 def get_report(
     job_id: str,
-    _: Principal = Depends(_READ),
+    principal: Principal = Depends(_READ),
     session: Session = Depends(get_session),
     settings: HubSettings = Depends(get_settings),
 ) -> dict[str, Any]:
     """Per-site metrics per round, cross-site results and the plot (base64 PNG)."""
-    job = service.get_job(session, settings, job_id)
+    job = visible_job(session, settings, principal, job_id)
     metrics = json.loads(service.artifact(settings, job, service.METRICS_FILE).read_text())
     png = service.artifact(settings, job, service.REPORT_FILE).read_bytes()
     return {
@@ -119,10 +136,10 @@ def get_report(
 @router.get("/{job_id}/report.png", summary="Dice per round per site (PNG)")
 def get_report_png(
     job_id: str,
-    _: Principal = Depends(_READ),
+    principal: Principal = Depends(_READ),
     session: Session = Depends(get_session),
     settings: HubSettings = Depends(get_settings),
 ) -> Response:
     """The report plot alone."""
-    job = service.get_job(session, settings, job_id)
+    job = visible_job(session, settings, principal, job_id)
     return Response(service.artifact(settings, job, service.REPORT_FILE).read_bytes(), media_type="image/png")

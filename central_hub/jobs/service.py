@@ -38,6 +38,7 @@ def submit_job(
     params: dict[str, Any],
     sites: list[str],
     runner: JobRunner | None = None,
+    project: str | None = None,
 ) -> HubJob:
     """Validate, record, audit and start a job.
 
@@ -49,13 +50,19 @@ def submit_job(
         params: template parameters (unknown names are refused).
         sites: target site names.
         runner: override the runner (tests); defaults to the hub's mode.
+        project: the project the job belongs to; every site must have approved it for the
+            submitter and template (checked here, and again by each site).
 
     Raises:
         InputError: bad sites or parameters. NotFoundError: unknown template.
+        PermissionDeniedError: sites that have not approved the project, submitter and template.
     """
+    from central_hub.projects.service import check_job_access, write_job_access
+
     if not sites or len(set(sites)) != len(sites) or not all(_SITE.match(s) for s in sites):
         raise InputError("sites must be distinct site names", field="sites")
     full = check_params(template, params)
+    check_job_access(session, actor, project, template, sites)
     runner = runner or get_runner(settings)
     label = getattr(actor, "label", str(actor))
     if not isinstance(actor, str):  # a token holder (the hub operator's CLI has no quota)
@@ -68,6 +75,7 @@ def submit_job(
         state="submitted",
         runner=runner.name,
         submitted_by=label[:96],
+        project=project,
         refusals={},
         site_metrics={},
     )
@@ -76,9 +84,10 @@ def submit_job(
         session,
         actor,
         "job.submit",
-        {"job_id": job.id, "template": template, "sites": sites, "params": params},
+        {"job_id": job.id, "template": template, "sites": sites, "params": params, "project": project},
     )
     session.commit()
+    write_job_access(job_dir(settings, job.id) / "manifest", job.id, project, getattr(actor, "name", label))
     try:
         job.nvflare_job_id = runner.start(job.id, template, full, list(sites))
         job.state = "running"
@@ -146,6 +155,10 @@ def _finish(settings: HubSettings, job: HubJob, workspace: Path) -> None:
         )
     )
     write_report_png(progress, folder / REPORT_FILE, f"{job.template} job {job.id}")
+    if job.template == "fedquery":
+        from central_hub.jobs.query import write_query_artifacts
+
+        write_query_artifacts(folder, workspace, f"fedquery job {job.id}")
 
 
 def refresh_job(

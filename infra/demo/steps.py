@@ -237,12 +237,44 @@ def search_catalog(demo: Demo) -> None:
     )
 
 
+def _project_access(demo: Demo, headers: dict[str, str]) -> None:
+    """Project 'demo' with the researcher; a seg3d access request that every site approves at the site."""
+    import datetime as dt
+
+    env, hub = demo.state["hub_env"], demo.state["hub_url"]
+    sites = ",".join(demo.sites)
+    demo.cli("central-hub", "project", "create", "demo", "--sites", sites, "--json", env=env, json_out=True)
+    demo.cli(
+        "central-hub", "project", "add-member", "demo", "--token-name", "alice-researcher", "--json",
+        env=env, json_out=True,
+    )  # fmt: skip
+    body = {
+        "project": "demo",
+        "sites": demo.sites,
+        "templates": ["seg3d"],
+        "justification": "Demo: federated lesion segmentation on synthetic data.",
+        "end_date": (dt.date.today() + dt.timedelta(days=30)).isoformat(),
+    }
+    response = httpx.post(f"{hub}/access-requests", json=body, headers=headers, timeout=30)
+    if response.status_code != 201:
+        raise DemoError(f"access request refused: HTTP {response.status_code} {response.text[:300]}")
+    request_id = str(response.json()["id"])
+    for name in demo.sites:
+        token = demo.state["site_tokens"][name]
+        demo.cli(
+            "site-node", "requests", "approve", request_id, "--home", _home(demo, name),
+            "--hub", hub, "--token", token, "--json", json_out=True,
+        )  # fmt: skip
+    console.print(f"access request {request_id} (project demo, seg3d) approved at {sites}")
+
+
 def federated_training(demo: Demo) -> None:
-    """Step 5: sites approve seg3d; a researcher submits it through the hub; NVFlare simulator trains."""
+    """Step 5: sites approve seg3d and the project's access request; a researcher submits through the hub."""
     for name in demo.sites:
         demo.cli("site-node", "job", "approve", "seg3d", "--home", _home(demo, name), "--json", json_out=True)
     headers = {"Authorization": f"Bearer {demo.state['researcher_token']}"}
-    body = {"template": "seg3d", "sites": demo.sites, "params": {"rounds": demo.rounds}}
+    _project_access(demo, headers)
+    body = {"template": "seg3d", "project": "demo", "sites": demo.sites, "params": {"rounds": demo.rounds}}
     response = httpx.post(f"{demo.state['hub_url']}/jobs", json=body, headers=headers, timeout=60)
     if response.status_code != 201:
         raise DemoError(f"job submission refused: HTTP {response.status_code} {response.text[:300]}")

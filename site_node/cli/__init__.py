@@ -20,6 +20,7 @@ app = typer.Typer(
 
 
 from site_node.cli import (  # noqa: E402
+    access,
     admin,
     clinical,
     deid,
@@ -33,7 +34,7 @@ from site_node.cli import (  # noqa: E402
 
 # Every command group is registered here, by name: a broken import fails loudly instead of
 # hiding a command.
-for _module in (admin, key, synth, deid, clinical, quarantine, publish, training, pacs):
+for _module in (admin, key, synth, deid, clinical, quarantine, publish, training, pacs, access):
     _module.register(app)
 
 

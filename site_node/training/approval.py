@@ -16,6 +16,8 @@ from common.config import SiteSettings
 from common.errors import InputError, PermissionDeniedError
 
 MANIFEST = "fedimaging_job.json"
+#: Written by the hub beside the manifest: the job's project and submitter (checked by site_node.access).
+ACCESS_FILE = "fedimaging_access.json"
 _SKIP_PARTS = {"__pycache__", ".pytest_cache"}
 
 
@@ -67,15 +69,19 @@ def stage_client_files(template_dir: Path, template: str, work_dir: Path) -> Pat
         (stage / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(template_dir / name, stage / name)
     write_manifest(template_dir, template, stage / MANIFEST)
+    if (work_dir / ACCESS_FILE).is_file():  # not part of the digest: it names who runs the job, not code
+        shutil.copyfile(work_dir / ACCESS_FILE, stage / ACCESS_FILE)
     return stage
 
 
 @dataclass(frozen=True)
 class JobIdentity:
-    """A running job's template and the digest of the code the site received."""
+    """A running job's template, the digest of the code the site received, and whom it runs for."""
 
     template: str
     digest: str
+    project: str | None = None
+    submitter: str | None = None
 
 
 def find_custom_dir(hint: Path | None = None) -> Path:
@@ -124,15 +130,32 @@ def identify_job(custom_dir: Path) -> JobIdentity:
             raise PermissionDeniedError(
                 "the job runs a script that is not part of its template", field="task_script_path"
             )
-    return JobIdentity(str(data["template"]), digest)
+    access = _read_access(custom_dir)
+    return JobIdentity(str(data["template"]), digest, access.get("project"), access.get("submitter"))
+
+
+def _read_access(custom_dir: Path) -> dict[str, str | None]:
+    path = custom_dir / ACCESS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, OSError):
+        raise PermissionDeniedError("the job's access file is unreadable", field=ACCESS_FILE) from None
+    return {k: (str(data[k]) if data.get(k) is not None else None) for k in ("project", "submitter")}
 
 
 def check_approved(settings: SiteSettings, job: JobIdentity) -> None:
     """Raise unless ``settings.approved_jobs`` approves exactly this template and code.
 
+    Then the site's own access approvals (:mod:`site_node.access`): a job for a project must come
+    from a submitter whose request the site approved for this template, before the approval ends.
+
     Raises:
         PermissionDeniedError: 'refused by site X' with the reason.
     """
+    from site_node.access.enforce import check_access
+
     approved = settings.approved_jobs.get(job.template)
     if approved is None:
         raise PermissionDeniedError(
@@ -145,6 +168,7 @@ def check_approved(settings: SiteSettings, job: JobIdentity) -> None:
             "differs from the approved digest",
             field="approved_jobs",
         )
+    check_access(settings, job.template, job.project, job.submitter)
 
 
 def _set_toml_entry(text: str, section: str, key: str, value: str) -> str:

@@ -53,8 +53,32 @@ def authorization_policy(settings: SiteSettings) -> dict[str, Any]:
     }
 
 
+def _approvals(settings: SiteSettings) -> list[dict[str, Any]]:
+    """The site's access approvals in force (read again from the database by the filter at run time)."""
+    import datetime as dt
+
+    from site_node.access.store import latest_decisions
+    from site_node.db import get_engine
+
+    today = dt.date.today()
+    return [
+        {
+            "project": row["project"],
+            "submitter": row["submitter"],
+            "templates": row["templates"],
+            "until": row["until"].isoformat() if row["until"] else None,
+        }
+        for row in latest_decisions(get_engine(settings.database_url))
+        if row["decision"] == "approved" and (row["until"] is None or row["until"] >= today)
+    ]
+
+
 def privacy_policy(settings: SiteSettings) -> dict[str, Any]:
-    """The site's ``privacy.json`` content: the site filter is mandatory in the default scope."""
+    """The site's ``privacy.json`` content: the site filter is mandatory in the default scope.
+
+    The properties record what the filter enforces: the approved templates and the (project,
+    submitter, templates, until) approvals of access requests (``site-node requests approve``).
+    """
     return {
         "scopes": [
             {
@@ -62,6 +86,7 @@ def privacy_policy(settings: SiteSettings) -> dict[str, Any]:
                 "properties": {
                     "site_id": settings.site_id,
                     "approved_templates": sorted(settings.approved_jobs),
+                    "access_approvals": _approvals(settings),
                 },
                 "task_result_filters": [{"path": FILTER_PATH, "args": {}}],
             }

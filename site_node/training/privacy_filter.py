@@ -179,6 +179,8 @@ def _record(settings: SiteSettings, shareable: Shareable, job_id: str, round_: i
         kind = "model_update" if dxo.data_kind in (DataKind.WEIGHTS, DataKind.WEIGHT_DIFF) else "metrics"
         if dxo.get_meta_prop(REFUSED_KEY):
             kind = "refusal"
+        elif kind == "metrics" and isinstance(dxo.data, dict) and "fedquery" in dxo.data:
+            kind = "query_result"
         elif kind == "model_update" and dxo.get_meta_prop(MetaKey.INITIAL_METRICS):
             kind = "model_update+metrics"
     except ValueError:

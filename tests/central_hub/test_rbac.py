@@ -21,13 +21,44 @@ ENDPOINTS = [
     ("DELETE", "/tokens/1", {"hub_admin"}),
     ("GET", "/audit", {"hub_admin"}),
     ("GET", "/status", {"hub_admin"}),
+    ("POST", "/access-requests", {"researcher"}),
+    ("GET", "/access-requests", {"hub_admin", "researcher", "site_a"}),
+    ("GET", "/access-requests/1", {"hub_admin", "researcher", "site_a"}),
+    ("GET", "/site/access-requests", {"site_a"}),
+    ("POST", "/access-requests/1/decision", {"site_a"}),
 ]
 BODIES = {
     "/summaries": make_summary("site-a"),
     "/sites": {"name": "new-site", "country": "IT"},
     "/tokens": {"role": "searcher", "name": "someone"},
+    "/access-requests": {
+        "project": "rbac",
+        "sites": ["site-a"],
+        "templates": ["seg3d"],
+        "justification": "role matrix of the access routes",
+    },
+    "/access-requests/1/decision": {"decision": "denied", "reason": "only a test"},
 }
 DOC = Path(__file__).resolve().parents[2] / "docs" / "hub-rbac.md"
+
+
+@pytest.fixture(autouse=True)
+def _project_with_a_request(request: pytest.FixtureRequest) -> None:
+    """Project 'rbac' with the researcher as member and access request 1 naming site-a."""
+    if "tokens" not in request.fixturenames:
+        return
+    from central_hub.auth.tokens import Principal
+    from central_hub.db import session_factory
+    from central_hub.projects import service
+
+    settings = request.getfixturevalue("hub_settings")
+    request.getfixturevalue("tokens")
+    with session_factory(settings.database_url)() as session:
+        service.create_project(session, "rbac", None, ["site-a"])
+        service.add_member(session, "rbac", "researcher-user")
+        who = Principal(token_id=0, name="researcher-user", role="researcher")
+        service.file_request(session, who, BODIES["/access-requests"])
+        session.commit()
 
 
 def _call(client, method: str, path: str, headers: dict[str, str]):  # type: ignore[no-untyped-def]
@@ -82,5 +113,9 @@ def test_tokens_are_stored_hashed(hub_settings, tokens) -> None:
 def test_rbac_doc_lists_every_endpoint() -> None:
     text = DOC.read_text()
     for method, path, _ in ENDPOINTS:
-        generic = path.replace("site-a", "{name}").replace("/tokens/1", "/tokens/{id}")
+        generic = (
+            path.replace("site-a", "{name}")
+            .replace("/tokens/1", "/tokens/{id}")
+            .replace("/access-requests/1", "/access-requests/{id}")
+        )
         assert f"`{method} {generic}`" in text, f"{method} {generic} missing from docs/hub-rbac.md"

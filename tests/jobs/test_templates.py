@@ -72,3 +72,18 @@ def test_fedstats_builds(tmp_path: Path) -> None:
     recipe = load_template("fedstats").build_recipe(["site-a", "site-b"], {"min_count": 5}, tmp_path)
     recipe.export(str(tmp_path / "export"))
     assert list((tmp_path / "export").rglob("fedimaging_job.json"))
+
+
+def test_fedquery_builds_with_the_site_filter_and_the_result_recorder(tmp_path: Path) -> None:
+    assert "fedquery" in list_templates()
+    params = {"cohort": {"concept_ids": [4115276], "modality": "CT", "age_min": 40}}
+    recipe = load_template("fedquery").build_recipe(["site-a", "site-b"], params, tmp_path)
+    recipe.export(str(tmp_path / "export"))
+    client_cfg = next((tmp_path / "export").rglob("config_fed_client.json")).read_text()
+    server_cfg = next((tmp_path / "export").rglob("config_fed_server.json")).read_text()
+    assert "SiteOutboundFilter" in client_cfg and "QueryResultRecorder" in server_cfg
+    assert '"age_min": 40' in server_cfg  # the cohort definition travels as the task's metadata
+    assert check_params("fedquery", {})["cohort"]["concept_ids"] == []
+    from common.job_params import params_schema
+
+    assert "cohort" in params_schema()["fedquery"]["properties"]  # published at GET /job-templates

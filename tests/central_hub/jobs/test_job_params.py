@@ -8,7 +8,7 @@ import pytest
 
 from central_hub.jobs import service
 from central_hub.jobs.runners import RunnerStatus
-from tests.central_hub.jobs.test_jobs_api import FakeRunner
+from tests.central_hub.jobs.test_jobs_api import FakeRunner, approve_project
 
 
 class BusyRunner(FakeRunner):
@@ -69,8 +69,13 @@ def test_the_parameter_schema_is_published(client: Any, tokens: Any) -> None:
     assert client.get("/job-templates").status_code == 401
 
 
-def test_concurrent_jobs_per_researcher_are_capped(client: Any, tokens: Any, busy_runner: BusyRunner) -> None:
-    body = {"template": "seg3d", "sites": ["site-a"], "params": {"rounds": 1}}
+def test_concurrent_jobs_per_researcher_are_capped(
+    client: Any, tokens: Any, busy_runner: BusyRunner, hub_settings: Any
+) -> None:
+    approve_project(
+        hub_settings, "study", "researcher-user", ["site-a"], ["seg3d"]
+    )  # jobs belong to a project
+    body = {"template": "seg3d", "sites": ["site-a"], "params": {"rounds": 1}, "project": "study"}
     headers = tokens.headers("researcher")
     first = client.post("/jobs", json=body, headers=headers)
     second = client.post("/jobs", json=body, headers=headers)

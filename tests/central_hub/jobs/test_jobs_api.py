@@ -57,14 +57,43 @@ class FakeRunner:
 
 
 @pytest.fixture
-def fake_runner(monkeypatch: pytest.MonkeyPatch, hub_settings: Any) -> FakeRunner:
+def fake_runner(monkeypatch: pytest.MonkeyPatch, hub_settings: Any, tokens: Any) -> FakeRunner:
     runner = FakeRunner(hub_settings, refuse=("site-c",))
     monkeypatch.setattr(service, "get_runner", lambda settings: runner)
+    approve_project(hub_settings, "study", "researcher-user", ["site-a", "site-b", "site-c"], ["seg3d"])
     return runner
 
 
+def approve_project(settings: Any, project: str, member: str, sites: list[str], templates: list[str]) -> int:
+    """A project with ``member``, one access request and every site's approval (as the sites would send)."""
+    import datetime as dt
+
+    from central_hub.auth.tokens import Principal
+    from central_hub.catalog.crud import create_site
+    from central_hub.catalog.models import Site
+    from central_hub.db import session_factory
+    from central_hub.projects import service as projects
+
+    with session_factory(settings.database_url)() as session:
+        for name in sites:
+            if session.query(Site).filter_by(name=name).first() is None:
+                create_site(session, name, "DE", 5)
+        session.flush()
+        projects.create_project(session, project, None, sites)
+        projects.add_member(session, project, member)
+        who = Principal(token_id=0, name=member, role="researcher")
+        body = {"project": project, "sites": sites, "templates": templates, "justification": "tests need it"}
+        request = projects.file_request(session, who, body)
+        until = dt.date.today() + dt.timedelta(days=30)
+        for name in sites:
+            site = Principal(token_id=0, name=name, role="site", site_id=1, site_name=name)
+            projects.record_decision(session, site, request.id, {"decision": "approved", "until": until})
+        session.commit()
+        return request.id
+
+
 def test_submit_status_model_report(client: Any, tokens: Any, fake_runner: FakeRunner) -> None:
-    body = {"template": "seg3d", "sites": ["site-a", "site-b"], "params": {"rounds": 2}}
+    body = {"template": "seg3d", "sites": ["site-a", "site-b"], "params": {"rounds": 2}, "project": "study"}
     r = client.post("/jobs", json=body, headers=tokens.headers("researcher"))
     assert r.status_code == 201, r.text
     job_id = r.json()["id"]
@@ -95,7 +124,9 @@ def test_submission_is_audited(client: Any, tokens: Any, fake_runner: FakeRunner
     from central_hub.db import session_factory
 
     client.post(
-        "/jobs", json={"template": "seg3d", "sites": ["site-a"]}, headers=tokens.headers("researcher")
+        "/jobs",
+        json={"template": "seg3d", "sites": ["site-a"], "project": "study"},
+        headers=tokens.headers("researcher"),
     )
     with session_factory(hub_settings.database_url)() as session:
         events = list_audit(session, action="job.submit")
@@ -104,7 +135,7 @@ def test_submission_is_audited(client: Any, tokens: Any, fake_runner: FakeRunner
 
 
 def test_refusing_site_is_reported(client: Any, tokens: Any, fake_runner: FakeRunner) -> None:
-    body = {"template": "seg3d", "sites": ["site-a", "site-c"], "params": {"rounds": 1}}
+    body = {"template": "seg3d", "sites": ["site-a", "site-c"], "params": {"rounds": 1}, "project": "study"}
     job_id = client.post("/jobs", json=body, headers=tokens.headers("researcher")).json()["id"]
     job = client.get(f"/jobs/{job_id}", headers=tokens.headers("researcher")).json()
     assert "refused by site site-c" in job["message"]
@@ -141,7 +172,7 @@ def test_reading_jobs_needs_a_token_and_role(client: Any, tokens: Any, fake_runn
     ],
 )
 def test_bad_submissions_are_refused(client: Any, tokens: Any, fake_runner: FakeRunner, body: dict) -> None:
-    r = client.post("/jobs", json=body, headers=tokens.headers("researcher"))
+    r = client.post("/jobs", json={**body, "project": "study"}, headers=tokens.headers("researcher"))
     assert r.status_code in (404, 422), r.text
 
 

@@ -1,0 +1,1 @@
+"""Projects at the hub: members, access requests decided at each site, and who may see what."""

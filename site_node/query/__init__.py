@@ -1,0 +1,1 @@
+"""Federated cohort queries evaluated at the site (the fedquery job): counts and survival, floored."""
