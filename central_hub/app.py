@@ -144,6 +144,8 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
     from central_hub.auth.routes import router as token_router
     from central_hub.catalog.routes import router as catalog_router
     from central_hub.jobs.routes import router as jobs_router
+    from central_hub.models.routes import router as models_router
+    from central_hub.models.web import router as models_web_router
     from central_hub.status import router as status_router
     from central_hub.web.routes import mount_static
     from central_hub.web.routes import router as web_router
@@ -156,7 +158,8 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     _install_error_handlers(app)
-    for router in (catalog_router, token_router, status_router, web_router, jobs_router):
+    routers = (catalog_router, token_router, status_router, web_router, jobs_router, models_router)
+    for router in (*routers, models_web_router):
         app.include_router(router)
     mount_static(app)
 

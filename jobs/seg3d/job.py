@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "device": None,
     "params_transfer": "full",
+    #: Registry name the finished model is published under (default: the template name).
+    "model_name": None,
 }
 AGGREGATIONS = ("fedavg", "fedprox", "fedopt")
 LR_SCHEDULES = ("constant", "cosine")
@@ -71,6 +74,11 @@ def _check(p: dict[str, Any]) -> None:
         raise ValueError("params_transfer must be full or diff (sites with percentile privacy need diff)")
     if p["params_transfer"] == "diff" and p["aggregation"] == "fedopt":
         raise ValueError("params_transfer diff is for fedavg and fedprox")
+    name = p["model_name"]
+    if name is not None and (
+        not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", name)
+    ):
+        raise ValueError("model_name must be lower-case letters, digits, '-' or '_' (max 63)")
     if not isinstance(p["cross_site_eval"], bool):
         raise ValueError("cross_site_eval must be true or false")
 
