@@ -117,6 +117,61 @@ class TrainingPrivacy(BaseModel):
         return value
 
 
+class PacsRoute(BaseModel):
+    """One ``[[routes]]`` entry of ``site.toml``: which studies arriving at ``pacs listen`` get which action.
+
+    Every match field is optional; a field that is set must match (case-insensitive; ``*`` and ``?``
+    wildcards, as in a C-FIND). The first route whose fields all match decides.
+    """
+
+    model_config = {"extra": "forbid"}
+
+    name: str = ""
+    modality: str | None = None
+    body_part: str | None = None
+    series_description: str | None = None
+    calling_aet: str | None = None
+    #: ``deid`` (de-identify for research) or ``model`` (run the model named by ``model``).
+    action: Literal["deid", "model"] = "deid"
+    model: str | None = None
+
+    @model_validator(mode="after")
+    def _model_named(self) -> PacsRoute:
+        if self.action == "model" and not self.model:
+            raise ValueError("a route with action 'model' must name the model (model = \"NAME\")")
+        if self.model and self.action == "deid":
+            self.action = "model"
+        return self
+
+
+class PacsSettings(BaseModel):
+    """The node's own DICOM identity (``[pacs]`` in ``site.toml``, env ``SITE_NODE_PACS__*``)."""
+
+    #: AE title of this node (its C-STORE SCP and the SCU of C-FIND/C-GET/C-MOVE).
+    aet: str = "SITENODE"
+    #: Port of this node's C-STORE SCP (``pacs listen``, and C-MOVE destination during ``pacs pull``).
+    port: int = Field(default=11112, ge=1, le=65535)
+    #: Address the C-STORE SCP binds to.
+    bind: str = "0.0.0.0"  # noqa: S104 - a PACS must reach it; the AE allow-list guards it
+    #: Calling AE titles accepted by the SCP besides those of nodes added with ``pacs add``.
+    allowed_calling_aets: list[str] = Field(default_factory=list)
+    #: Seconds without a new instance after which an arriving study counts as complete.
+    quiet_period_s: float = Field(default=20.0, gt=0, le=3600)
+    #: Seconds an association (or a DICOMweb request) may stay silent before it is abandoned.
+    timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    #: Tries per accession when the PACS is down, refuses or times out (backoff doubles each time).
+    retries: int = Field(default=3, ge=0, le=20)
+    #: First backoff delay in seconds.
+    backoff_s: float = Field(default=2.0, ge=0, le=600)
+
+    @field_validator("aet")
+    @classmethod
+    def _aet(cls, value: str) -> str:
+        if not re.match(r"^[ -~]{1,16}$", value) or "\\" in value or not value.strip():
+            raise ValueError("an AE title is 1-16 printable ASCII characters without backslash")
+        return value.strip()
+
+
 class SiteSettings(_HomeSettings):
     """Settings of one site node (``<home>/site.toml``, env prefix ``SITE_NODE_``)."""
 
@@ -134,6 +189,8 @@ class SiteSettings(_HomeSettings):
     approved_jobs: dict[str, str] = Field(default_factory=dict)
     training_privacy: TrainingPrivacy = Field(default_factory=TrainingPrivacy)
     max_workers: int = Field(default=0, ge=0)
+    pacs: PacsSettings = Field(default_factory=PacsSettings)
+    routes: list[PacsRoute] = Field(default_factory=list)
 
     @field_validator("site_id")
     @classmethod

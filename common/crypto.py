@@ -124,6 +124,17 @@ class Pseudonymizer:
         self._keyed = hmac.new(self._key, digestmod=hashlib.sha256)
         self._prefixes: dict[str, bytes] = {}
 
+    def __reduce__(self) -> tuple[type[Pseudonymizer], tuple[bytes]]:
+        """Pickle as the class and its key, so a pseudonymizer reaches worker processes as itself.
+
+        This is the only way the key leaves this object: code elsewhere passes the pseudonymizer,
+        never its key bytes. Pickles travel only between processes of one site node.
+        """
+        return (Pseudonymizer, (self._key,))
+
+    def __repr__(self) -> str:
+        return "Pseudonymizer(<key hidden>)"
+
     @classmethod
     def ephemeral(cls) -> Pseudonymizer:
         """A pseudonymizer with a random key that is never stored (anonymization mode)."""

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 from rich.table import Table
 
+from infra.demo.pacs import dicom_into_site
 from infra.demo.runner import Demo, DemoError, console
 
 STYLES = "abc"
@@ -84,7 +85,7 @@ def site_pipeline(demo: Demo) -> None:
             "XX",
             *(["--mrn-system", truth_system] if truth_system else []),
         )
-        deid = demo.cli("site-node", "deid", str(export / "dicom"), "--home", home, "--json", json_out=True)
+        deid = dicom_into_site(demo, name, export / "dicom", home)
         fhir = demo.cli("site-node", "fhir", str(export / "fhir"), "--home", home, "--json", json_out=True)
         demo.cli(
             "site-node",

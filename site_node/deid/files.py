@@ -8,7 +8,6 @@ leaves a half-written instance under a final name.
 from __future__ import annotations
 
 import io
-import json
 import os
 import re
 import warnings
@@ -25,8 +24,10 @@ from common.crypto import sha256_hex
 from site_node.deid.engine import DeidContext, QuarantineError, deidentify
 from site_node.deid.risk import burned_in_risk
 from site_node.deid.writer import encode_file
+from site_node.ingest.journal import JournalEntry
+from site_node.ingest.quarantine import Quarantine
+from site_node.ingest.source import TMP_MARK, SourceItem, source_pseudonym, unreadable_key
 
-TMP_MARK = ".partial-"
 UNDEFINED = 0xFFFFFFFF
 IMPLEMENTATION_CLASS_UID = "2.25.245046893702302786468862470361935349297"
 IMPLEMENTATION_VERSION = f"FEDIMAGING_{__version__}"[:16]
@@ -97,16 +98,12 @@ _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 
 
 @dataclass
-class FileResult:
-    """What happened to one input file (no data values, only pseudonyms and tag names)."""
+class FileResult(JournalEntry):
+    """What happened to one input file (no data values, only pseudonyms and tag names).
 
-    source_name: str  # keyed pseudonym of the path relative to SRC (see source_pseudonym), never the path
-    content_sha256: str
-    outcome: str  # written | quarantined | skipped
-    reason: str | None = None
-    detail: str | None = None
-    output_path: str | None = None
-    patient_pseudonym: str | None = None
+    ``source_name`` is the keyed pseudonym of the source id (see ``source_pseudonym``), never the path.
+    """
+
     reid: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
 
 
@@ -246,55 +243,31 @@ def deidentify_bytes(raw: bytes, ctx: DeidContext) -> tuple[bytes, Path, str, di
     return data, rel, result.patient_pseudonym, result.originals
 
 
-def quarantine(
-    raw: bytes, sha: str, error: QuarantineError, quarantine_dir: Path, stage: str, source: str = ""
-) -> str:
-    """Copy the input under the quarantine folder with a JSON reason file (tag names, never values).
-
-    ``source`` is the keyed pseudonym of the file's name (a name may carry a patient's name or MRN).
-    """
-    base = quarantine_dir / stage / sha[:32]
-    atomic_write(base.with_suffix(".bin"), raw)
-    reason = {
-        "reason": error.reason,
-        "message": error.public_message,
-        "field": error.field,
-        "content_sha256": sha,
-        "stage": stage,
-        "source": source,
-    }
-    atomic_write(base.with_suffix(".json"), json.dumps(reason, sort_keys=True).encode())
-    return str(base.with_suffix(".bin"))
-
-
-def source_pseudonym(ctx: DeidContext, source_name: str) -> str:
-    """The keyed pseudonym that stands for a source path in the journal and quarantine files.
-
-    Export folders name files after patients (names, MRN, accession), so the path itself is PHI; the
-    FHIR stage uses the same ``other`` namespace and ``file:`` prefix.
-    """
-    return ctx.pz.pseudonym("other", f"file:{source_name}")
-
-
 def process_file(
-    path: Path,
-    source_name: str,
+    item: SourceItem,
     ctx: DeidContext,
     out_dir: Path,
-    quarantine_dir: Path,
+    quarantine: Quarantine,
     done: frozenset[str] | set[str],
     stage: str = "dicom",
+    run_id: str | None = None,
 ) -> FileResult:
-    """Handle one input file end to end; never raises for bad input.
+    """Handle one input item end to end; never raises for bad input.
 
-    The result names the file only by :func:`source_pseudonym` of ``source_name``.
+    Args:
+        item: the file or in-memory instance (its source id is PHI; only its pseudonym is kept).
+        ctx: the de-identification context.
+        out_dir: the output folder.
+        quarantine: where bad or risky inputs are set aside (content-addressed).
+        done: content hashes an earlier run handled (skipped after hashing).
+        stage: the journal and quarantine stage (``dicom`` or ``dicom_anon``).
+        run_id: the audited run (kept in the quarantine reason record).
     """
-    label = source_pseudonym(ctx, source_name)
+    label = source_pseudonym(ctx.pz, item.source_id)
     try:
-        raw = path.read_bytes()
+        raw = item.read()
     except OSError:  # journaled under a name-derived key: the content could not be hashed
-        key = sha256_hex(b"unreadable-file\x00" + label.encode("ascii"))
-        return FileResult(label, key, "quarantined", "unreadable_file", "the file could not be read")
+        return FileResult(label, unreadable_key(label), "quarantined", "unreadable_file", "file")
     sha = sha256_hex(raw)
     if sha in done:
         return FileResult(label, sha, "skipped")
@@ -306,8 +279,7 @@ def process_file(
         except Exception as exc:  # never let one file stop the run
             raise QuarantineError("unexpected_error", f"unexpected {type(exc).__name__}") from None
     except QuarantineError as exc:
-        where = quarantine(raw, sha, exc, quarantine_dir, stage, label)
-        return FileResult(label, sha, "quarantined", exc.reason, exc.field, where)
+        return quarantine_result(quarantine, stage, raw, sha, exc, label, run_id)
     atomic_write(out_dir / rel, data)
     return FileResult(
         label,
@@ -317,6 +289,28 @@ def process_file(
         patient_pseudonym=pseudonym,
         reid=_reid(ctx, pseudonym, originals),
     )
+
+
+def quarantine_result(
+    quarantine: Quarantine,
+    stage: str,
+    raw: bytes,
+    sha: str,
+    error: QuarantineError,
+    label: str,
+    run_id: str | None,
+) -> FileResult:
+    """Set a refused input aside and return its journal entry (the reason names the tag, never a value)."""
+    entry = quarantine.put(
+        stage,
+        raw,
+        error.reason,
+        field=error.field,
+        message=error.public_message,
+        source=label,
+        run_id=run_id,
+    )
+    return FileResult(label, sha, "quarantined", error.reason, error.field, f"{stage}/{entry.id}.bin")
 
 
 ReidRows = list[tuple[str, str, dict[str, str]]]

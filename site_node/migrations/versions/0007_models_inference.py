@@ -1,7 +1,7 @@
 """Model store and clinical inference runs (site_node.models).
 
 Revision ID: 0007
-Revises: 0003
+Revises: 0006
 """
 
 from alembic import op
@@ -9,7 +9,7 @@ from alembic import op
 from site_node.models.tables import inference_run, site_model
 
 revision = "0007"
-down_revision = "0003"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

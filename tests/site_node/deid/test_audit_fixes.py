@@ -18,6 +18,7 @@ from site_node.db import ingest_journal, utcnow
 from site_node.deid import DeidContext, deidentify_dataset, runner
 from site_node.deid.vocabulary import clean_text, load_vocabulary
 from site_node.home import open_site
+from site_node.ingest.source import SourceItem
 from tests.site_node.deid.conftest import plant, run_cli, sample
 
 
@@ -171,9 +172,9 @@ def test_identical_copies_are_skipped_as_duplicates(home: Path, tmp_path: Path, 
 _REAL_WORK = runner._work
 
 
-def _work_or_die(item: tuple[Path, str]) -> object:
+def _work_or_die(item: SourceItem) -> object:
     """Stands in for the per-file work in forked workers: the OS kills the worker on 'crash' files."""
-    if "crash" in item[1]:
+    if "crash" in item.source_id:
         os.kill(os.getpid(), signal.SIGKILL)
     return _REAL_WORK(item)
 

@@ -1,0 +1,231 @@
+"""``pacs listen``: a C-STORE SCP that routes each complete study (DIANA's prospective mode).
+
+Arriving instances are spooled raw in ``<home>/spool/listen/<study key>/`` (folders 0700, files 0600,
+named by keyed hashes only). A study counts as complete once no instance of it has arrived for the
+quiet period (``[pacs] quiet_period_s``, default 20 s: a modality or PACS sends a study's instances
+back to back, and most routers already wait 10-30 s before forwarding). The routes then decide its
+action (:mod:`site_node.pacs.routes`); ``deid`` de-identifies the spooled instances on the ingest spine
+and empties the spool. A study left in the spool by a stopped listener is picked up at the next start.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pydicom
+
+from common.errors import ConfigError
+from site_node.ingest.quarantine import write_private
+from site_node.pacs import routes as R
+from site_node.pacs.nodes import node_aets
+from site_node.pacs.scp import StoreSCP
+
+log = logging.getLogger(__name__)
+FACTS_FILE = "facts.json"
+
+
+def spool_root(home: Path) -> Path:
+    """The listener's private spool (created 0700)."""
+    root = home / "spool" / "listen"
+    for folder in (home / "spool", root):
+        folder.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(folder, 0o700)
+    return root
+
+
+def _facts_of(raw: bytes) -> tuple[str, str, str, str]:
+    """(study UID, modality, body part, series description) of an instance, pixel data not read."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(
+            io.BytesIO(raw),
+            stop_before_pixels=True,
+            specific_tags=["StudyInstanceUID", "Modality", "BodyPartExamined", "SeriesDescription"],
+            force=True,
+        )
+    return tuple(
+        str(ds.get(k, "") or "")
+        for k in ("StudyInstanceUID", "Modality", "BodyPartExamined", "SeriesDescription")
+    )  # type: ignore[return-value]
+
+
+@dataclass
+class _Study:
+    folder: Path
+    facts: R.StudyFacts
+    last: float
+    count: int = 0
+
+
+@dataclass
+class Listener:
+    """Receive, spool, route.
+
+    Args:
+        site: the opened site.
+        aet: AE title to answer as.
+        port: port to listen on.
+        quiet_period: seconds without a new instance before a study is complete.
+    """
+
+    site: Any
+    aet: str
+    port: int
+    quiet_period: float
+    host: str = "0.0.0.0"  # noqa: S104 - a PACS must reach it; the AE allow-list guards it
+    studies: dict[str, _Study] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    scp: StoreSCP | None = None
+
+    def __post_init__(self) -> None:
+        self.pz = self.site.pseudonymizer()
+        self.root = spool_root(self.site.settings.home)
+        self.routes = self.site.settings.routes
+        R.register_action("deid", self._deid)
+        R.check_routes(self.routes)
+        self._recover()
+
+    def allowed_calling(self) -> list[str]:
+        """Node AE titles plus ``[pacs] allowed_calling_aets``."""
+        return sorted(set(node_aets(self.site.engine)) | set(self.site.settings.pacs.allowed_calling_aets))
+
+    def _bump(self, name: str, n: int = 1) -> None:
+        self.counts[name] = self.counts.get(name, 0) + n
+
+    def _recover(self) -> None:
+        """Studies a stopped listener left in the spool count as arrived now."""
+        for folder in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            facts = R.StudyFacts()
+            meta = folder / FACTS_FILE
+            if meta.exists():
+                data = json.loads(meta.read_text())
+                facts = R.StudyFacts(
+                    set(data["modalities"]),
+                    set(data["body_parts"]),
+                    set(data["series_descriptions"]),
+                    data["calling_aet"],
+                )
+            self.studies[folder.name] = _Study(
+                folder, facts, time.monotonic(), len(list(folder.glob("*.dcm")))
+            )
+
+    def receive(self, raw: bytes, sop_uid: str, calling: str) -> int:
+        """Spool one instance (C-STORE handler); returns the C-STORE status."""
+        study_uid, modality, body_part, description = _facts_of(raw)
+        key = self.pz.uid(study_uid or "unknown-study")
+        with self._lock:
+            study = self.studies.get(key)
+            if study is None:
+                folder = self.root / key
+                folder.mkdir(mode=0o700, exist_ok=True)
+                study = self.studies[key] = _Study(
+                    folder, R.StudyFacts(calling_aet=calling), time.monotonic()
+                )
+            facts = study.facts
+            for values, value in ((facts.modalities, modality), (facts.body_parts, body_part)):
+                if value:
+                    values.add(value)
+            if description:
+                facts.series_descriptions.add(description)
+            write_private(study.folder / f"{self.pz.uid(sop_uid or key)}.dcm", raw)
+            study.last, study.count = time.monotonic(), study.count + 1
+            self._save_facts(study)
+            self._bump("received")
+        return 0x0000
+
+    def _save_facts(self, study: _Study) -> None:
+        facts = study.facts
+        data = {
+            "modalities": sorted(facts.modalities),
+            "body_parts": sorted(facts.body_parts),
+            "series_descriptions": sorted(facts.series_descriptions),
+            "calling_aet": facts.calling_aet,
+        }
+        write_private(study.folder / FACTS_FILE, json.dumps(data).encode())
+
+    def complete_studies(self, now: float | None = None) -> list[str]:
+        """Keys of studies quiet for at least the quiet period."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            return [k for k, s in self.studies.items() if now - s.last >= self.quiet_period]
+
+    def process(self, key: str) -> str:
+        """Route one complete study; returns the action taken (or ``dropped`` / ``held``)."""
+        with self._lock:
+            study = self.studies.pop(key)
+        files = sorted(study.folder.glob("*.dcm"))
+        route = R.route_for(self.routes, study.facts)
+        if route is None:
+            self._bump("dropped_no_route")
+            shutil.rmtree(study.folder, ignore_errors=True)
+            return "dropped"
+        try:
+            counts = R.dispatch(R.RoutedStudy(files, study.facts, route))
+        except ConfigError:
+            self._bump("held_no_handler")
+            log.error("a study matched a route whose action has no handler; it stays in the spool")
+            return "held"
+        for name, n in counts.items():
+            self._bump(name, n)
+        self._bump(f"studies_{route.action}")
+        shutil.rmtree(study.folder, ignore_errors=True)
+        return route.action
+
+    def _deid(self, study: R.RoutedStudy) -> dict[str, int]:
+        from site_node.deid.runner import DeidSummary, deid_items
+        from site_node.ingest import SourceItem, ingest_run
+        from site_node.reid import ReidTable
+
+        settings = self.site.settings
+        out_dir = settings.export_dir / "dicom"
+        items = [SourceItem(f"listen:{p.name}", p) for p in study.files]
+        params = {"route": study.route.name or "default", "instances": len(items)}
+        with ingest_run(self.site, "dicom", "pacs-listen", params) as run:
+            summary = DeidSummary(run_id=run.run_id, out_dir=str(out_dir))
+            deid_items(
+                run, items, (self.pz, settings.deid, out_dir), summary, 1, ReidTable(settings, self.pz)
+            )
+            run.counts = {"written": summary.written, "quarantined": summary.quarantined_total}
+        return {
+            "written": summary.written,
+            "quarantined": summary.quarantined_total,
+            "skipped": summary.skipped,
+        }
+
+    def start(self) -> Listener:
+        """Start the SCP (returns at once)."""
+        self.scp = StoreSCP(
+            self.aet,
+            self.host,
+            self.port,
+            self.allowed_calling(),
+            self.receive,
+            self.site.settings.pacs.timeout_s,
+        ).start()
+        self.port = self.scp.port
+        return self
+
+    def run_forever(self, tick: float = 1.0) -> None:
+        """Route complete studies until :meth:`stop` is called (or KeyboardInterrupt)."""
+        while not self._stop.wait(tick):
+            for key in self.complete_studies():
+                self.process(key)
+
+    def stop(self) -> None:
+        """Stop routing and receiving; studies still arriving stay in the spool for the next start."""
+        self._stop.set()
+        if self.scp is not None:
+            self.scp.stop()
+            self.counts["refused_associations"] = self.scp.rejected
