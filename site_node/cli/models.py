@@ -111,6 +111,13 @@ def infer(
     model: Annotated[str, typer.Argument(help="NAME or NAME:VERSION held by this site.")],
     input_dir: Annotated[Path | None, typer.Option("--input", help="Folder holding one study.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Folder for the SEG, SR (and overlay).")] = None,
+    pacs: Annotated[str | None, typer.Option("--pacs", help="PACS node (site-node pacs add) to use.")] = None,
+    accession: Annotated[
+        str | None, typer.Option("--accession", help="Accession number (with --pacs).")
+    ] = None,
+    via: Annotated[
+        str, typer.Option("--via", help="dimse (C-GET/C-MOVE + C-STORE) or dicomweb (WADO-RS + STOW-RS).")
+    ] = "dimse",
     overlay: Annotated[
         bool, typer.Option("--overlay", help="Also write a Secondary Capture overlay.")
     ] = False,
@@ -118,13 +125,27 @@ def infer(
     home: HomeOption = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Run a model on an identified study inside the hospital; write DICOM-SEG and TID 1500 SR."""
-    from site_node.inference.runner import infer_folder
+    """Run a model on an identified study inside the hospital; write DICOM-SEG and TID 1500 SR.
 
+    From a folder (--input/--out) or from the PACS (--pacs/--accession: the results are stored back
+    into the study). Nothing of it leaves the site.
+    """
     ctx = open_site(home)
-    if input_dir is None or out is None:
-        raise InputError("give --input DIR and --out DIR", field="input")
-    result, written = infer_folder(ctx, model, input_dir, out, overlay=overlay, device=device)
+    if via not in ("dimse", "dicomweb"):
+        raise InputError("--via is dimse or dicomweb", field="via")
+    if pacs is not None:
+        from site_node.inference.pacs_io import infer_pacs
+
+        if accession is None or input_dir is not None:
+            raise InputError("with --pacs give --accession (and no --input)", field="accession")
+        result = infer_pacs(ctx, model, pacs, accession, via=via, overlay=overlay, device=device)
+        written: list[Path] = []
+    else:
+        from site_node.inference.runner import infer_folder
+
+        if input_dir is None or out is None:
+            raise InputError("give --input DIR and --out DIR, or --pacs NODE --accession A", field="input")
+        result, written = infer_folder(ctx, model, input_dir, out, overlay=overlay, device=device)
     payload = {**result.public(), "files": [str(p) for p in written]}
     if json_out:
         emit_json(payload)
@@ -137,6 +158,8 @@ def infer(
     )
     for path in written:
         typer.echo(f"wrote {path}")
+    if pacs is not None:
+        typer.echo(f"stored {', '.join(result.outputs)} into the study on {pacs}")
 
 
 def register(app: typer.Typer) -> None:

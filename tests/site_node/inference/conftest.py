@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.site_node.pacs.conftest import make_orthanc, scp_port, studies, synth_export  # noqa: F401
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +52,41 @@ def dciodvfy_errors(path: Path) -> list[str]:
         pytest.skip("dciodvfy (Debian package dicom3tools) is not installed")
     result = subprocess.run([tool, str(path)], capture_output=True, text=True, timeout=120)
     return [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
+
+
+class WebhookReceiver:
+    """A real HTTP server on loopback that records each POSTed JSON body."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        received: list[dict] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                length = int(self.headers.get("Content-Length", 0))
+                received.append(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                return
+
+        self.received = received
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookReceiver]:
+    """A loopback webhook receiver, stopped after the test."""
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.close()
