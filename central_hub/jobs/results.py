@@ -62,7 +62,11 @@ def read_progress(workspace: Path) -> JobProgress:
         if rec.get("refused"):
             progress.refusals[site] = str(rec["refused"])
         elif rec.get("task") == "validate" and rec.get("metrics"):
-            progress.evaluations[site] = {**rec["metrics"], "n_cases": rec.get("n_cases")}
+            progress.evaluations[site] = {
+                **rec["metrics"],
+                "n_cases": rec.get("n_cases"),
+                "dataset_version": rec.get("dataset_version"),
+            }
         elif rec.get("task") == "train" and isinstance(rec.get("round"), int):
             entry = {"round": rec["round"], **rec.get("metrics", {})}
             for key in ("device", "train_s", "val_s", "n_train"):

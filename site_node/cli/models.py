@@ -162,7 +162,39 @@ def infer(
         typer.echo(f"stored {', '.join(result.outputs)} into the study on {pacs}")
 
 
+def evaluate(
+    model: Annotated[str, typer.Argument(help="NAME or NAME:VERSION held by this site.")],
+    device: DeviceOption = None,
+    home: HomeOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Score a model on this site's labelled curated set (aggregate lesion Dice; nothing leaves)."""
+    from site_node.curation import curated_dir
+    from site_node.inference.evaluate import score
+    from site_node.inference.network import load_network, patch_of
+    from site_node.models.store import resolve_verified
+    from site_node.training.device import select_device
+
+    ctx = open_site(home)
+    stored = resolve_verified(ctx.engine, ctx.settings.home, model)
+    dev = select_device(device)
+    result = score(load_network(stored, dev), curated_dir(ctx), patch=patch_of(stored), device=dev)
+    result = {**result, "model": stored.ref, "releasable": result["n_cases"] >= ctx.settings.floor_k}
+    if json_out:
+        emit_json(result)
+        return
+    typer.echo(
+        f"{stored.ref} on {result['n_cases']} labelled series: lesion Dice {result['dice']:.3f} "
+        f"(SD {result['dice_sd']:.3f})"
+    )
+    if not result["releasable"]:
+        typer.echo(
+            f"below the site's floor ({ctx.settings.floor_k}): a federated evaluation would be refused"
+        )
+
+
 def register(app: typer.Typer) -> None:
     """Add the model and inference commands to ``site-node``."""
     app.add_typer(model_app, name="model")
     app.command("infer")(infer)
+    app.command("evaluate")(evaluate)

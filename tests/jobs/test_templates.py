@@ -72,3 +72,14 @@ def test_fedstats_builds(tmp_path: Path) -> None:
     recipe = load_template("fedstats").build_recipe(["site-a", "site-b"], {"min_count": 5}, tmp_path)
     recipe.export(str(tmp_path / "export"))
     assert list((tmp_path / "export").rglob("fedimaging_job.json"))
+
+
+def test_evaluate_needs_a_checkpoint_from_the_hub(tmp_path: Path) -> None:
+    from central_hub.jobs.templates import load_template
+
+    module = load_template("evaluate")
+    with pytest.raises(ValueError, match="checkpoint"):
+        module.resolve_params({})
+    with pytest.raises(ValueError, match="unknown evaluate parameter"):
+        module.resolve_params({"checkpoint": "/x.pt", "rounds": 2})
+    assert module.resolve_params({"checkpoint": "/x.pt"})["channels"] == [8, 16, 32]

@@ -164,3 +164,19 @@ def test_infer_refuses_a_folder_without_a_ct_study(
         capsys,
     )
     assert code == 65 and "no DICOM file" in err
+
+
+def test_evaluate_scores_the_curated_set_locally(site_home: Path, weights_file: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from site_node.training.toy_data import write_toy_curated
+
+    write_toy_curated(site_home, patients=4, seed=5, shape=(24, 24, 16))
+    _add(site_home, weights_file, capsys)
+    code, out, err = _run(
+        ["evaluate", "lesions", "--device", "cpu", "--home", str(site_home), "--json"], capsys
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["n_cases"] == 4 and 0.0 <= result["dice"] <= 1.0 and result["releasable"] is False
+    assert result["dataset_version"].startswith("sha256:") and result["model"] == "lesions:1"
+    code, _, err = _run(["evaluate", "nope", "--home", str(site_home)], capsys)
+    assert code == 66
