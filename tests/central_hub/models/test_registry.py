@@ -63,8 +63,8 @@ def _train(client: Any, tokens: Any, rounds: int = 2, **params: Any) -> str:
 def test_a_finished_job_publishes_a_versioned_model(
     client: Any, tokens: Any, runner: RecordingRunner
 ) -> None:
-    from common.digest import template_digest
     from central_hub.jobs.templates import template_dir
+    from common.digest import template_digest
 
     job_id = _train(client, tokens)
     listed = client.get("/models", headers=tokens.headers("researcher")).json()["models"]
@@ -135,3 +135,22 @@ def test_web_page_lists_models_with_their_plot(client: Any, tokens: Any, runner:
     assert 'id="model-seg3d-1"' in page and 'src="/models/seg3d/1/plot.png"' in page
     assert 'data-site="site-a" data-role="training"' in page
     assert client.get("/models/seg3d/1/plot.png").content.startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    ("params", "status"),
+    [
+        ({}, 422),
+        ({"model": "nope"}, 404),
+        ({"model": "seg3d:7"}, 404),
+        ({"model": "seg3d", "checkpoint": "/etc/passwd"}, 422),
+        ({"model": "Bad Name"}, 422),
+    ],
+)
+def test_evaluate_jobs_name_a_registry_model(
+    client: Any, tokens: Any, runner: RecordingRunner, params: dict, status: int
+) -> None:
+    _train(client, tokens)
+    body = {"template": "evaluate", "sites": ["site-a"], "params": params}
+    r = client.post("/jobs", json=body, headers=tokens.headers("researcher"))
+    assert r.status_code == status, r.text
