@@ -180,3 +180,31 @@ def test_evaluate_scores_the_curated_set_locally(site_home: Path, weights_file: 
     assert result["dataset_version"].startswith("sha256:") and result["model"] == "lesions:1"
     code, _, err = _run(["evaluate", "nope", "--home", str(site_home)], capsys)
     assert code == 66
+
+
+@pytest.mark.slow
+def test_train_local_save_keeps_the_model(site_home: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from site_node.training.toy_data import write_toy_curated
+
+    write_toy_curated(site_home, patients=4, seed=2, shape=(32, 32, 16))
+    argv = [
+        "train-local",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--save",
+        "mine",
+        "--home",
+        str(site_home),
+        "--json",
+    ]
+    code, out, err = _run(argv, capsys)
+    assert code == 0, err
+    assert json.loads(out)["saved"] == "mine:1"
+    code, out, _ = _run(["model", "list", "--home", str(site_home), "--json"], capsys)
+    (model,) = json.loads(out)["models"]
+    assert model["source"] == "local" and "val_dice" in model["metrics"]
+    assert model["dataset_versions"]["site-a"].startswith("sha256:")
+    code, _, err = _run(["train-local", "--save", "Bad Name", "--home", str(site_home)], capsys)
+    assert code == 65
