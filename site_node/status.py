@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,9 @@ from sqlalchemy import func, inspect, select, text
 
 from common.crypto import KEY_FILE_NAME, load_key
 from common.errors import PlatformError
-from site_node.db import ingest_journal, outbound_ledger, run_audit, withdrawal
+from site_node.db import outbound_ledger, run_audit, withdrawal
 from site_node.home import SiteContext
+from site_node.ingest.quarantine import Quarantine
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +109,11 @@ def _inference(conn: Any, last: int = 5) -> dict[str, Any] | None:
     }
 
 
+def _quarantine_counts(folder: Path) -> dict[str, int]:
+    """Entries in the quarantine by reason (every stage; reason codes only)."""
+    return dict(sorted(Counter(e.reason for e in Quarantine(folder).entries()).items()))
+
+
 def site_status(site: SiteContext) -> dict[str, Any]:
     """Collect the node's status; never raises for an unhealthy part, reports it instead."""
     settings = site.settings
@@ -117,19 +124,14 @@ def site_status(site: SiteContext) -> dict[str, Any]:
         "key": _key_status(site),
         "approved_jobs": sorted(settings.approved_jobs),
         "export": _export_counts(settings.export_dir),
+        "quarantined": _quarantine_counts(settings.quarantine_dir),
     }
     try:
         with site.engine.connect() as conn:
-            quarantined = conn.execute(
-                select(ingest_journal.c.reason, func.count())
-                .where(ingest_journal.c.outcome == "quarantined")
-                .group_by(ingest_journal.c.reason)
-            ).all()
             ledger = conn.execute(
                 select(func.count(), func.coalesce(func.sum(outbound_ledger.c.size_bytes), 0))
             ).one()
             status["database"] = {"ok": True, "problem": None}
-            status["quarantined"] = {reason or "unknown": int(n) for reason, n in quarantined}
             status["last_runs"] = _last_runs(conn)
             status["ledger"] = {"entries": int(ledger[0]), "bytes": int(ledger[1])}
             status["withdrawn_patients"] = int(

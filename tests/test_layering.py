@@ -17,6 +17,8 @@ LIGHT_MODULES = [
     "common",
     "site_node.cli",
     "site_node.deid",
+    "site_node.pacs.pull",
+    "site_node.pacs.listen",
     "site_node.clinical",
     "site_node.publish",
     "site_node.curation",

@@ -12,13 +12,12 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
 
 from common import __version__
 from common.errors import AuthenticationError, PlatformError
 from site_node.audit import list_runs
-from site_node.db import ingest_journal
 from site_node.home import SiteContext
+from site_node.ingest.quarantine import Quarantine
 from site_node.outbound import list_ledger
 from site_node.status import site_status
 
@@ -49,20 +48,9 @@ def create_app(site: SiteContext, admin_token: str) -> FastAPI:
 
     @app.get("/quarantine", dependencies=guard)
     def get_quarantine(limit: Annotated[int, Query(ge=1, le=5000)] = 500) -> list[dict[str, Any]]:
-        query = (
-            select(
-                ingest_journal.c.stage,
-                ingest_journal.c.reason,
-                ingest_journal.c.detail,
-                ingest_journal.c.content_sha256,
-                ingest_journal.c.processed_at,
-            )
-            .where(ingest_journal.c.outcome == "quarantined")
-            .order_by(ingest_journal.c.processed_at.desc())
-            .limit(limit)
-        )
-        with site.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+        # reason records only (stage, reason, field, hashes, time): never raw content
+        entries = Quarantine(site.settings.quarantine_dir).entries()
+        return [e.to_dict() for e in reversed(entries[-limit:])]
 
     @app.get("/audit", dependencies=guard)
     def get_audit(

@@ -19,11 +19,21 @@ app = typer.Typer(
 )
 
 
-from site_node.cli import admin, clinical, deid, models, pacs, publish, synth, training  # noqa: E402
+from site_node.cli import (  # noqa: E402
+    admin,
+    clinical,
+    deid,
+    models,
+    pacs,
+    publish,
+    quarantine,
+    synth,
+    training,
+)
 
 # Every command group is registered here, by name: a broken import fails loudly instead of
 # hiding a command.
-for _module in (admin, synth, deid, clinical, publish, training, pacs, models):
+for _module in (admin, synth, deid, clinical, quarantine, publish, training, pacs, models):
     _module.register(app)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import tomllib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ from site_node.clinical.fhir.base import EHR, Mapped, source_key
 from site_node.clinical.fhir.writer import OmopWriter
 from site_node.clinical.omop.schema import cdm_table
 from site_node.home import SiteContext
+from site_node.ingest.journal import JournalEntry
+from site_node.ingest.run import IngestRun, ingest_run
+from site_node.ingest.source import source_pseudonym
 
 _TABLES = ("measurement", "observation")
 _VALUE_TYPES = ("number", "string", "concept")
@@ -39,6 +43,7 @@ class CsvSummary:
     ignored_columns: list[str] = field(default_factory=list)
     unknown_concepts: list[int] = field(default_factory=list)
     quarantined: Counter[str] = field(default_factory=Counter)
+    skipped_file: bool = False  # the same CSV and dictionary were ingested by an earlier run
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -49,6 +54,7 @@ class CsvSummary:
             "ignored_columns": self.ignored_columns,
             "unknown_concepts": self.unknown_concepts,
             "quarantined": dict(self.quarantined),
+            "skipped_file": self.skipped_file,
         }
 
 
@@ -165,42 +171,115 @@ def _row(
 
 
 def ingest_csv(site: SiteContext, csv_path: Path, dictionary_path: Path) -> CsvSummary:
-    """Ingest a case-report-form CSV; rows of patients without a PERSON row are quarantined.
+    """Ingest a case-report-form CSV in one audited, journaled run (stage ``csv``).
+
+    The journal key is the hash of the CSV and its dictionary together: the same pair is skipped
+    by a rerun. Rows that cannot be loaded are quarantined one by one (a header line and the row,
+    content-addressed) with the reason and the column, never the value. A file with rows of
+    patients the site does not know yet stays open, so a rerun after the FHIR ingest loads them.
 
     Raises:
         InputError: unreadable files or a CSV without the dictionary's key columns.
     """
+    try:
+        raw = csv_path.read_bytes()
+    except OSError:
+        raise InputError("cannot read the CSV file", field="FILE") from None
+    return ingest_csv_bytes(site, raw, csv_path.name, dictionary_path)
+
+
+def ingest_csv_bytes(
+    site: SiteContext, raw: bytes, source_id: str, dictionary_path: Path, *, command: str = "csv"
+) -> CsvSummary:
+    """Ingest CSV content (a file's, or a released quarantine entry's) in one audited run.
+
+    Args:
+        site: the opened site.
+        raw: the CSV bytes (UTF-8, a header line first).
+        source_id: where it came from (only its keyed pseudonym is stored).
+        dictionary_path: the column dictionary (TOML).
+        command: the command name in the audit record.
+
+    Raises:
+        InputError: an unreadable dictionary or a CSV without the dictionary's key columns.
+    """
     head, columns = load_dictionary(dictionary_path)
     pz = site.pseudonymizer()
-    writer = OmopWriter(site.engine, pz, "csv")
+    with ingest_run(site, "csv", command, {}) as run:
+        summary = CsvSummary()
+        sha = sha256_hex(raw + b"\x00" + dictionary_path.read_bytes())
+        status = run.journal.claim(sha)
+        if status != "new":
+            run.journal.count(status)
+            summary.skipped_file = True
+            run.counts = summary.to_dict()
+            return summary
+        label = source_pseudonym(pz, source_id)
+        _ingest_rows(site, run, raw, head, columns, summary, (label, sha))
+        if not summary.quarantined.get("unknown_patient"):
+            run.journal.record(JournalEntry(label, sha, "written"), claimed=True)
+        run.counts = summary.to_dict()
+    return summary
+
+
+def _ingest_rows(
+    site: SiteContext,
+    run: IngestRun,
+    raw: bytes,
+    head: dict[str, Any],
+    columns: dict[str, ColumnSpec],
+    summary: CsvSummary,
+    origin: tuple[str, str],
+) -> None:
+    """Map, write and quarantine the rows of one CSV (``origin``: its pseudonym and hash)."""
+    writer = OmopWriter(site.engine, site.pseudonymizer(), "csv")
     person = cdm_table("person")
     with site.engine.connect() as conn:
         persons = set(conn.execute(select(person.c.person_id)).scalars())
-    summary = CsvSummary()
     summary.unknown_concepts = _drop_unknown_concepts(site, columns)
     try:
-        handle = csv_path.open(newline="", encoding="utf-8-sig")
-    except OSError:
-        raise InputError("cannot read the CSV file", field="FILE") from None
-    with handle:
-        reader = csv.DictReader(handle, delimiter=head.get("delimiter", ","))
-        header = reader.fieldnames or []
-        if head["patient_key"] not in header or head["date_column"] not in header:
-            raise InputError("CSV lacks the dictionary's key columns", field=head["patient_key"])
-        summary.ignored_columns = [
-            c for c in header if c not in columns and c not in (head["patient_key"], head["date_column"])
-        ]
-        mapped: list[Mapped] = []
-        for record in reader:
-            summary.rows_read += 1
-            item = _record(writer, record, head, columns, persons, summary)
-            if item is not None:
-                mapped.append(item)
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError("the CSV file is not UTF-8", field="FILE") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=head.get("delimiter", ","))
+    header = reader.fieldnames or []
+    if head["patient_key"] not in header or head["date_column"] not in header:
+        raise InputError("CSV lacks the dictionary's key columns", field=head["patient_key"])
+    summary.ignored_columns = [
+        c for c in header if c not in columns and c not in (head["patient_key"], head["date_column"])
+    ]
+    mapped: list[Mapped] = []
+    for number, record in enumerate(reader, start=1):
+        summary.rows_read += 1
+        before = Counter(summary.quarantined)
+        item = _record(writer, record, head, columns, persons, summary)
+        if item is not None:
+            mapped.append(item)
+        for reason in summary.quarantined - before:
+            name, _, column = reason.partition(":")
+            run.quarantine.put(
+                "csv",
+                _row_bytes(header, record, head.get("delimiter", ",")),
+                name,
+                field=column or None,
+                source=origin[0],
+                run_id=run.run_id,
+                origin_sha256=origin[1],
+                position=number,
+            )
     outcome = writer.write(mapped)
     summary.rows.update(outcome.rows)
     summary.unchanged = outcome.unchanged
     writer.finish()
-    return summary
+
+
+def _row_bytes(header: list[str], record: dict[str, str], delimiter: str) -> bytes:
+    """One row as a small CSV (header and the row): what the quarantine keeps for review."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=header, delimiter=delimiter, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerow(record)
+    return out.getvalue().encode("utf-8")
 
 
 def _record(

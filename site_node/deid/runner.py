@@ -240,6 +240,44 @@ def run_deid(
     items = list(iter_files(src, [out_dir, settings.home]))
     if not items:
         raise InputError("source folder holds no files", field="SRC")
+    return deid_sources(
+        site,
+        items,
+        out_dir,
+        workers=workers,
+        anonymize=anonymize,
+        progress=progress,
+        retry_quarantined=retry_quarantined,
+    )
+
+
+def deid_sources(
+    site: SiteContext,
+    items: list[SourceItem],
+    out_dir: Path,
+    *,
+    workers: int = 1,
+    anonymize: bool = False,
+    progress: ProgressCallback | None = None,
+    retry_quarantined: bool = False,
+    command: str = "deid",
+) -> DeidSummary:
+    """De-identify source items (files, in-memory instances) in one audited, journaled run.
+
+    Args:
+        site: the opened site.
+        items: the inputs; an in-memory DICOM instance is ``SourceItem(source_id, data=raw)``.
+        out_dir: output folder (``<patient>/<study>/<series>/<instance>.dcm``).
+        workers: worker processes (1 runs in this process).
+        anonymize: random, unstored keys and no re-identification table.
+        progress: called with (items done, items total) after each item.
+        retry_quarantined: process again items an earlier run quarantined.
+        command: the command name in the audit record.
+
+    Returns:
+        The run's summary (also stored in the audit record).
+    """
+    settings = site.settings
     stage = "dicom_anon" if anonymize else "dicom"
     options = settings.deid
     pz = Pseudonymizer.ephemeral() if anonymize else site.pseudonymizer()
@@ -254,7 +292,7 @@ def run_deid(
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out_dir)
-    with ingest_run(site, stage, "deid", params, retry_quarantined=retry_quarantined) as run:
+    with ingest_run(site, stage, command, params, retry_quarantined=retry_quarantined) as run:
         summary = DeidSummary(
             run_id=run.run_id,
             out_dir=str(out_dir),

@@ -55,6 +55,30 @@ TRANSFER_SYNTAXES = [
     RLELossless,
 ]
 MAX_CONTEXTS = 128
+#: Storage classes negotiated when a PACS cannot list a study's instances (no IMAGE-level C-FIND).
+COMMON_STORAGE_CLASSES = (
+    "1.2.840.10008.5.1.4.1.1.2",  # CT
+    "1.2.840.10008.5.1.4.1.1.2.1",  # Enhanced CT
+    "1.2.840.10008.5.1.4.1.1.4",  # MR
+    "1.2.840.10008.5.1.4.1.1.4.1",  # Enhanced MR
+    "1.2.840.10008.5.1.4.1.1.1",  # CR
+    "1.2.840.10008.5.1.4.1.1.1.1",  # DX presentation
+    "1.2.840.10008.5.1.4.1.1.1.1.1",  # DX processing
+    "1.2.840.10008.5.1.4.1.1.1.2",  # mammography
+    "1.2.840.10008.5.1.4.1.1.6.1",  # US
+    "1.2.840.10008.5.1.4.1.1.3.1",  # US multi-frame
+    "1.2.840.10008.5.1.4.1.1.7",  # secondary capture
+    "1.2.840.10008.5.1.4.1.1.128",  # PET
+    "1.2.840.10008.5.1.4.1.1.20",  # NM
+    "1.2.840.10008.5.1.4.1.1.12.1",  # XA
+    "1.2.840.10008.5.1.4.1.1.66.4",  # SEG
+    "1.2.840.10008.5.1.4.1.1.88.22",  # enhanced SR
+    "1.2.840.10008.5.1.4.1.1.88.33",  # comprehensive SR
+    "1.2.840.10008.5.1.4.1.1.88.67",  # X-ray radiation dose SR
+    "1.2.840.10008.5.1.4.1.1.481.1",  # RT image
+)
+#: Largest PDU we accept: big PDUs cut the per-PDU Python work of pynetdicom for 0.5-8 MB instances.
+MAX_PDU = 4 * 1024 * 1024
 SUCCESS = 0x0000
 PENDING = (0xFF00, 0xFF01)
 #: Statuses a C-GET SCP answers when it will not do C-GET for us (then C-MOVE is tried).
@@ -95,6 +119,7 @@ class DimseClient:
         ae = AE(ae_title=self.own_aet)
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.timeout
         ae.connection_timeout = min(self.timeout, 10.0)
+        ae.maximum_pdu_size = MAX_PDU
         return ae
 
     @contextmanager

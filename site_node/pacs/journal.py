@@ -50,16 +50,15 @@ def set_state(
         & (pacs_pull.c.study_key == study_key)
     )
     with engine.begin() as conn:
-        if conn.execute(update(pacs_pull).where(key).values(**values)).rowcount:
-            return
+        updated = conn.execute(update(pacs_pull).where(key).values(**values)).rowcount
+    if not updated:
+        row = {"node": node, "accession_key": accession_key, "study_key": study_key, **values}
         try:
-            conn.execute(
-                pacs_pull.insert().values(
-                    node=node, accession_key=accession_key, study_key=study_key, **values
-                )
-            )
-        except IntegrityError:  # another worker inserted it first
-            conn.rollback()
+            with engine.begin() as conn:
+                conn.execute(pacs_pull.insert().values(**row))
+        except IntegrityError:  # inserted meanwhile by another run: update it instead
+            with engine.begin() as conn:
+                conn.execute(update(pacs_pull).where(key).values(**values))
     if status != NOT_FOUND:
         clear_not_found(engine, node, accession_key)
 

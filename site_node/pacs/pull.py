@@ -26,7 +26,14 @@ from pydicom.dataset import Dataset
 
 from common.errors import InputError
 from site_node.pacs import journal as J
-from site_node.pacs.dimse import DimseClient, PacsError, instance_query, retrieve_query, study_query
+from site_node.pacs.dimse import (
+    COMMON_STORAGE_CLASSES,
+    DimseClient,
+    PacsError,
+    instance_query,
+    retrieve_query,
+    study_query,
+)
 from site_node.pacs.nodes import PacsNode
 from site_node.pacs.scp import StoreSCP, study_uid_of
 from site_node.pacs.sink import InstanceSink
@@ -194,17 +201,17 @@ class Puller:
         """Retrieve the series of a study that still miss instances."""
         if self.web is not None:
             for series_uid in sorted(missing):
-                for raw in self.web.iter_series(study_uid, series_uid):
+                for raw in self.web.iter_instances(study_uid, series_uid or None):
                     self._limit.wait()
                     self.sink.handle(raw, _sop_uid(raw), study_uid)
             self._count("wado-rs")
             return
         # series by series: a resumed study asks again only for the series that still miss instances
-        queries = [retrieve_query(study_uid, series) for series in sorted(missing)]
+        queries = [retrieve_query(study_uid, series or None) for series in sorted(missing)]
         if not self._get_refused:
             classes = [
                 str(ds.SOPClassUID) for items in missing.values() for ds in items if ds.get("SOPClassUID")
-            ]
+            ] or list(COMMON_STORAGE_CLASSES)
             on_store = self._store(study_uid)
             try:
                 self.dimse.get(queries, classes, on_store)
@@ -255,11 +262,18 @@ class Puller:
             study_key = self.sink.pz.uid(study_uid)
             instances = self.list_instances(study_uid)
             J.set_state(engine, node, key, study_key, J.PENDING, instances=len(instances), run_id=self.run_id)
+            keys = [self.sink.instance_key(str(ds.SOPInstanceUID)) for ds in instances]
+            self.sink.load_done(keys)
             missing: dict[str, list[Dataset]] = {}
             for ds in instances:
                 if not self.sink.is_done(self.sink.instance_key(str(ds.SOPInstanceUID))):
                     missing.setdefault(str(ds.SeriesInstanceUID), []).append(ds)
-            if missing:
+            before = self.sink.tally.total()
+            if not instances:  # a PACS without IMAGE-level C-FIND: take the whole study
+                self.retrieve(study_uid, {"": []})
+                if self.sink.tally.total() == before:
+                    raise PacsError("aborted", "the PACS listed no instances of a study and sent none")
+            elif missing:
                 self.retrieve(study_uid, missing)
             self.sink.flush()
             absent = [
@@ -270,6 +284,7 @@ class Puller:
             if absent:
                 raise PacsError("aborted", f"{len(absent)} instances of a study did not arrive")
             J.set_state(engine, node, key, study_key, J.DONE, instances=len(instances), run_id=self.run_id)
+            self.sink.forget(keys)
             total += len(instances)
         return AccessionResult(key, "done", studies=len(studies), instances=total)
 

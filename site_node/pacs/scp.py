@@ -17,7 +17,7 @@ from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
 
 from common.errors import ConfigError
-from site_node.pacs.dimse import TRANSFER_SYNTAXES
+from site_node.pacs.dimse import MAX_PDU, TRANSFER_SYNTAXES
 
 log = logging.getLogger(__name__)
 #: Called with (file bytes, original SOP Instance UID, calling AE title); returns a C-STORE status.
@@ -97,6 +97,7 @@ class StoreSCP:
             )
         ae.require_calling_aet = self.allowed
         ae.maximum_associations = 16
+        ae.maximum_pdu_size = MAX_PDU
         for cx in AllStoragePresentationContexts:
             ae.add_supported_context(cx.abstract_syntax, TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)

@@ -66,15 +66,30 @@ class InstanceSink:
         self._reid_rows: dict[tuple[str, str, tuple[tuple[str, str], ...]], dict[str, str]] = {}
         self._lock = threading.RLock()
         self._instances: list[dict[str, Any]] = []
-        self._done_instances = self._load_done()
+        self._done_instances: set[str] = set()  # this run's, plus those loaded per study
         self.tally: Counter[str] = Counter()
         self.reasons: Counter[str] = Counter()
         # re-identification rows are written before the journal rows they back
         run.journal.before_flush = self._flush_reid
 
-    def _load_done(self) -> set[str]:
+    def load_done(self, keys: list[str]) -> None:
+        """Remember which of ``keys`` (instance keys of a study about to be pulled) are journaled already.
+
+        Asked per study rather than for the whole journal at start, so memory stays flat as it grows.
+        """
+        found: set[str] = set()
         with self.engine.connect() as conn:
-            return set(conn.execute(select(pacs_instance.c.instance_key)).scalars())
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                query = select(pacs_instance.c.instance_key).where(pacs_instance.c.instance_key.in_(chunk))
+                found.update(conn.execute(query).scalars())
+        with self._lock:
+            self._done_instances |= found
+
+    def forget(self, keys: list[str]) -> None:
+        """Drop a finished study's instance keys from memory (its rows are journaled)."""
+        with self._lock:
+            self._done_instances.difference_update(keys)
 
     def instance_key(self, sop_instance_uid: str) -> str:
         """The keyed hash standing for an original SOP Instance UID in the journal."""

@@ -132,15 +132,20 @@ class WebClient:
         )
         return [Dataset.from_json(item) for item in found or []]
 
-    def iter_series(self, study_uid: str, series_uid: str) -> Iterator[bytes]:
-        """WADO-RS retrieval of one series, streamed: each instance as a complete DICOM file in memory.
+    def iter_instances(self, study_uid: str, series_uid: str | None = None) -> Iterator[bytes]:
+        """WADO-RS retrieval of a series (or a whole study), streamed: each instance as a file in memory.
 
         Raises:
             PacsError: the server failed before or during the transfer.
         """
+        media = (("application/dicom", "*"),)
         datasets = self._call(
             "WADO-RS retrieval",
-            lambda: self.client.iter_series(study_uid, series_uid, media_types=(("application/dicom", "*"),)),
+            lambda: (
+                self.client.iter_series(study_uid, series_uid, media_types=media)
+                if series_uid
+                else self.client.iter_study(study_uid, media_types=media)
+            ),
         )
         while True:
             ds = self._call("WADO-RS retrieval", lambda: next(datasets, None))

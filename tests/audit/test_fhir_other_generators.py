@@ -195,7 +195,7 @@ def test_bad_records_run_completes(bad_run: dict[str, Any]) -> None:
 
 
 def test_bad_records_quarantined_with_field_only(bad_run: dict[str, Any]) -> None:
-    reasons = list((bad_run["home"] / "quarantine").rglob("*.reasons.ndjson"))
+    reasons = list((bad_run["home"] / "quarantine").rglob("*.json"))
     assert reasons
     text = "\n".join(p.read_text() for p in reasons)
     assert "effectiveDateTime" in text

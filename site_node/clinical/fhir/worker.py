@@ -60,6 +60,10 @@ MAPPERS: dict[str, Callable[[Any, MapContext, Mapped], None]] = {
 }
 #: Writers resolve references in this order (patients, then visits, then events).
 PRIORITY = {"Patient": 0, "Encounter": 1, "ImagingStudy": 3}
+#: Resources other records reference: a run writes these from every file first (phase ``people``),
+#: then everything else (phase ``events``), so references resolve whatever the file order.
+PEOPLE = frozenset({"Patient", "Encounter"})
+_PEOPLE_MARKS = (b'"Patient"', b'"Encounter"')
 #: Every R4 Bundle.type: the entries' resources are read whatever the type.
 BUNDLE_TYPES = {
     "document",
@@ -158,6 +162,7 @@ class Task:
     lines: list[tuple[int, bytes]] | None = None
     document: bytes | None = None
     error: str | None = None  # the file could not be read (quarantined with this reason)
+    people: bool = False  # phase ``people``: only Patients and Encounters; else only the rest
 
 
 def error_path(exc: ValidationError) -> str:
@@ -175,7 +180,7 @@ class FhirWorker:
     """Per-process state: pseudonymizer, vocabulary lookups and the hashes already ingested.
 
     Args:
-        key: the site key.
+        pz: the site pseudonymizer (pickled to worker processes as itself).
         db_url: the site database (read for the vocabulary only).
         mrn_system: the site's MRN identifier system.
         known_hashes: content hashes of resources already in the database (skipped unparsed).
@@ -184,13 +189,13 @@ class FhirWorker:
 
     def __init__(
         self,
-        key: bytes,
+        pz: Pseudonymizer,
         db_url: str,
         mrn_system: str | None,
         known_hashes: frozenset[str],
         medications: dict[str, Any] | None = None,
     ) -> None:
-        self.pz = Pseudonymizer(key)
+        self.pz = pz
         self.engine = create_engine(db_url, future=True)
         self.concepts = ConceptMapper(self.engine)
         self.mrn_system = mrn_system
@@ -201,62 +206,84 @@ class FhirWorker:
         return MapContext(self.pz, self.concepts, self.mrn_system, medications=self.medications)
 
     def run(self, task: Task) -> ChunkResult:
-        """Process one task."""
+        """Process one task (in phase ``people`` only its Patients and Encounters, else the rest).
+
+        Everything that is not a Patient or an Encounter (bad JSON, unreadable files, unknown
+        resources, records already written) is read and counted in phase ``events`` only.
+        """
         result = ChunkResult(task.file_index, task.chunk_index, task.last)
         if task.error is not None:
-            result.read += 1
-            result.quarantined.append(Quarantined(0, task.error, "file"))
+            if not task.people:
+                result.read += 1
+                result.quarantined.append(Quarantined(0, task.error, "file"))
         elif task.lines is not None:
             ctx = self._context()  # one per chunk: _resource leaves its per-record lists empty
             for position, raw in task.lines:
-                self._line(position, raw, result, ctx)
+                self._line(position, raw, result, ctx, task.people)
         elif task.document is not None:
-            self._document(task.document, result)
+            if not task.people or any(mark in task.document for mark in _PEOPLE_MARKS):
+                self._document(task.document, result, task.people)
         return result
 
-    def _line(self, position: int, raw: bytes, result: ChunkResult, ctx: MapContext) -> None:
+    def _line(self, position: int, raw: bytes, result: ChunkResult, ctx: MapContext, people: bool) -> None:
         raw = raw.strip()
-        if not raw:
+        if not raw or (people and not (_PEOPLE_MARKS[0] in raw or _PEOPLE_MARKS[1] in raw)):
             return
         sha = sha256_hex(raw)
         if sha in self.known:
-            result.read += 1
-            result.unchanged += 1
+            if not people:
+                result.read += 1
+                result.unchanged += 1
             return
         try:
             obj = parse_json(raw)
         except (ValueError, UnicodeDecodeError):
-            result.read += 1
-            result.quarantined.append(Quarantined(position, "malformed_json", None, raw))
+            if not people:
+                result.read += 1
+                result.quarantined.append(Quarantined(position, "malformed_json", None, raw))
             return
         if isinstance(obj, dict) and obj.get("resourceType") == "Bundle":
-            self._bundle(obj, raw, position, result)  # one Bundle per line: its entries are read
+            self._bundle(obj, raw, position, result, people)  # one Bundle per line: its entries are read
+            return
+        if _skipped_in_phase(obj, people):
             return
         result.read += 1
         self._resource(obj, sha, position, raw, result, ctx)
 
-    def _document(self, data: bytes, result: ChunkResult) -> None:
+    def _document(self, data: bytes, result: ChunkResult, people: bool) -> None:
         try:
             obj = parse_json(data)
         except (ValueError, UnicodeDecodeError):
-            result.read += 1
-            result.quarantined.append(Quarantined(0, "malformed_json", None, data))
+            if not people:
+                result.read += 1
+                result.quarantined.append(Quarantined(0, "malformed_json", None, data))
             return
         if isinstance(obj, dict) and obj.get("resourceType") == "Bundle":
-            self._bundle(obj, data, None, result)
+            self._bundle(obj, data, None, result, people)
+            return
+        if _skipped_in_phase(obj, people):
             return
         result.read += 1
         self._resource(obj, _canonical_sha(obj), 0, data, result, self._context())
 
     def _bundle(
-        self, obj: dict[str, Any], raw: bytes, line: int | None, result: ChunkResult, depth: int = 0
+        self,
+        obj: dict[str, Any],
+        raw: bytes,
+        line: int | None,
+        result: ChunkResult,
+        people: bool,
+        depth: int = 0,
     ) -> None:
         """Read the entries of a Bundle of any type (``line``: its ndjson line, None for a file)."""
         if obj.get("type") not in BUNDLE_TYPES or depth > _MAX_NESTING:
-            result.read += 1
-            result.quarantined.append(Quarantined(line or 0, "unsupported_bundle_type", "Bundle.type", raw))
+            if not people:
+                result.read += 1
+                result.quarantined.append(
+                    Quarantined(line or 0, "unsupported_bundle_type", "Bundle.type", raw)
+                )
             return
-        entries = bundle_entries(obj, result.skipped)
+        entries = bundle_entries(obj, Counter() if people else result.skipped)  # counted once
         ctx = self._context()
         local_meds: dict[str, Any] = {}
         for entry, res in entries:
@@ -278,8 +305,10 @@ class FhirWorker:
             position = line if line is not None else index
             if res["resourceType"] == "Bundle":
                 nested = json.dumps(res).encode()
-                self._bundle(res, nested, position, result, depth + 1)
+                self._bundle(res, nested, position, result, people, depth + 1)
                 continue
+            if (res["resourceType"] in PEOPLE) != people:
+                continue  # read in the other phase
             result.read += 1
             if res["resourceType"] in NARRATIVE_TYPES:
                 result.skipped[res["resourceType"]] += 1  # never validated, never stored
@@ -350,10 +379,17 @@ class FhirWorker:
         out.unmapped = list(ctx.unmapped)
         out.codes = {k: list(v) for k, v in ctx.codes.items()}
         out.invalid = list(ctx.invalid)
-        if ctx.visit_dated is not None:  # dated by its visit: the writer may still set it aside
-            out.visit_dated, out.position, out.raw = ctx.visit_dated, position, raw
+        # where the record was and its bytes: the writer may still set it aside (unknown patient,
+        # undated by a visit the site does not have), and the quarantine keeps the bytes
+        out.visit_dated, out.position, out.raw = ctx.visit_dated, position, raw
         result.mapped.append(out)
         return None
+
+
+def _skipped_in_phase(obj: Any, people: bool) -> bool:
+    """Whether a top-level record belongs to the other phase (records without a type: ``events``)."""
+    rtype = obj.get("resourceType") if isinstance(obj, dict) else None
+    return (rtype in PEOPLE) != people
 
 
 def entry_id(entry: dict[str, Any], resource: dict[str, Any]) -> str | None:
@@ -426,7 +462,7 @@ _STATE: FhirWorker | None = None
 
 
 def init_worker(
-    key: bytes,
+    pz: Pseudonymizer,
     db_url: str,
     mrn_system: str | None,
     known_hashes: frozenset[str],
@@ -434,7 +470,7 @@ def init_worker(
 ) -> None:
     """Process-pool initializer: build this process's :class:`FhirWorker`."""
     global _STATE
-    _STATE = FhirWorker(key, db_url, mrn_system, known_hashes, medications)
+    _STATE = FhirWorker(pz, db_url, mrn_system, known_hashes, medications)
 
 
 def run_task(task: Task) -> ChunkResult:

@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Connection, Date, DateTime, Engine, String, delete, select
+from sqlalchemy import Connection, Date, DateTime, Engine, String, delete, select, update
 
 from common.crypto import Pseudonymizer, open_sealed, seal
 from site_node.clinical.fhir.base import VISIT_START, VISIT_START_DAY, Mapped, PatientInfo
@@ -306,7 +306,7 @@ class OmopWriter:
             )
         replaced = [key for key in by_source if key in self.sources]
         with self.engine.begin() as conn:
-            self._delete_sources(conn, replaced)
+            gone_visits = self._delete_sources(conn, replaced) - new_visits
             for table, keys in upserts.items():
                 column = CDM_TABLES[table].c[TABLES[table].columns[TABLES[table].key]]
                 for part in _chunks(sorted(keys)):
@@ -319,12 +319,14 @@ class OmopWriter:
             if source_rows:
                 self._insert(conn, "clinical_source", _SOURCE_COLUMNS, source_rows, (7,))
             self._save_patients(conn, pending_patients)
+            self._unlink_visits(conn, gone_visits)
         outcome.replaced = len(replaced)
         outcome.new_patients = [
             info for info, _ in pending_patients.values() if info.patient_key not in self.patients
         ]
         self.patients.update(new_patients)
         self.visits.update(new_visits)
+        self.visits.difference_update(gone_visits)
         self.sources.update({row[0]: row[3] for row in source_rows})
         return outcome
 
@@ -418,10 +420,15 @@ class OmopWriter:
             _sqlite_dates(rows, dates)
         conn.exec_driver_sql(sql, [tuple(row) for row in rows])
 
-    def _delete_sources(self, conn: Connection, keys: list[str]) -> None:
-        """Remove the rows earlier versions of these source records produced."""
+    def _delete_sources(self, conn: Connection, keys: list[str]) -> set[int]:
+        """Remove the rows earlier versions of these source records produced.
+
+        A ``person`` row stays: other records may reference it (a Patient whose MRN changed gets a
+        new person, the old one keeps its records). Returns the visit ids removed, which the caller
+        unlinks unless this write defines them again.
+        """
         if not keys:
-            return
+            return set()
         doomed: dict[str, set[Any]] = defaultdict(set)
         for part in _chunks(keys):
             for (rows,) in conn.execute(
@@ -430,10 +437,26 @@ class OmopWriter:
                 for table, key in decode_rows(rows):
                     doomed[table].add(key)
             conn.execute(delete(clinical_source).where(clinical_source.c.source_key.in_(part)))
+        doomed.pop("person", None)
         for table, values in doomed.items():
             column = CDM_TABLES[table].c[TABLES[table].columns[TABLES[table].key]]
             for part in _chunks(sorted(values)):
                 conn.execute(delete(CDM_TABLES[table]).where(column.in_(part)))
+        return {int(v) for v in doomed.get("visit_occurrence", ())}
+
+    @staticmethod
+    def _unlink_visits(conn: Connection, visits: set[int]) -> None:
+        """Records of a visit that is gone (its Encounter became void) keep no reference to it."""
+        if not visits:
+            return
+        for info in TABLES.values():
+            if info.visit is None:
+                continue
+            column = CDM_TABLES[info.name].c.visit_occurrence_id
+            for part in _chunks(sorted(visits)):
+                conn.execute(
+                    update(CDM_TABLES[info.name]).where(column.in_(part)).values(visit_occurrence_id=None)
+                )
 
     def _save_patients(self, conn: Connection, pending: dict[str, tuple[PatientInfo, Person]]) -> None:
         if not pending:

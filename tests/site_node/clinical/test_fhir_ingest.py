@@ -88,7 +88,7 @@ def test_bad_input_is_quarantined_and_the_run_goes_on(sqlite_home: Path) -> None
     assert summary.quarantined["validation_failed"] == 1
     assert summary.quarantined["unknown_patient"] == 1
     assert summary.quarantined_fields["Observation.effectiveDateTime"] == 1
-    reasons = "".join(p.read_text() for p in (sqlite_home / "quarantine").rglob("*.reasons.ndjson"))
+    reasons = "".join(p.read_text() for p in (sqlite_home / "quarantine").rglob("*.json"))
     assert "Observation.effectiveDateTime" in reasons and "SECRETVALUE" not in reasons
 
 

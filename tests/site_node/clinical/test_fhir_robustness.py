@@ -402,7 +402,7 @@ def test_unknown_element_name_is_not_reported(sqlite_home: Path) -> None:
     bad["name"][0][TEXT] = "x"
     summary = _ingest(sqlite_home, {"Patient.ndjson": [bad]})
     assert summary["quarantined"]["by_field"] == {"Patient.name.0.(unknown element)": 1}
-    reasons = "".join(p.read_text() for p in (sqlite_home / "quarantine").rglob("*.reasons.ndjson"))
+    reasons = "".join(p.read_text() for p in (sqlite_home / "quarantine").rglob("*.json"))
     assert TEXT.lower() not in reasons.lower()
     _no_text(sqlite_home, summary)
 
@@ -544,13 +544,11 @@ def test_undated_records_of_a_bulk_export_take_their_visit_start(clinical_home: 
     assert first["quarantined"]["by_reason"] == {"missing_date": 2}
     assert first["quarantined"]["by_field"] == {"Condition.onset[x]": 2}
     reasons = [
-        json.loads(line)
-        for path in (clinical_home / "quarantine").rglob("Condition.ndjson.reasons.ndjson")
-        for line in path.read_text().splitlines()
+        json.loads(path.read_text()) for path in (clinical_home / "quarantine" / "fhir").glob("*.json")
     ]
-    assert [r["position"] for r in reasons] == [2, 3]
-    kept = [p.read_bytes() for p in (clinical_home / "quarantine").rglob("Condition.ndjson.ndjson")]
-    assert b'"c2"' in kept[0] and b'"c3"' in kept[0]
+    assert sorted(r["position"] for r in reasons) == [2, 3]
+    kept = b"".join(p.read_bytes() for p in (clinical_home / "quarantine" / "fhir").glob("*.bin"))
+    assert b'"c2"' in kept and b'"c3"' in kept
     visits = {v["visit_occurrence_id"]: v for v in omop_rows(clinical_home, "visit_occurrence")}
     condition = omop_rows(clinical_home, "condition_occurrence")[0]
     visit = visits[condition["visit_occurrence_id"]]

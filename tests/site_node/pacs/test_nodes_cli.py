@@ -12,6 +12,7 @@ from site_node.pacs.web import session_for
 from tests.site_node.pacs.conftest import init_site, needs_orthanc, site_cli
 
 
+@pytest.mark.slow
 def test_add_list_remove_with_secret_locations_only(tmp_path, monkeypatch):
     home = tmp_path / "home"
     init_home(home, "site-a")
@@ -77,6 +78,7 @@ def test_secrets_come_from_env_or_private_file(tmp_path, monkeypatch):
 
 @needs_orthanc
 @pytest.mark.integration
+@pytest.mark.slow
 @pytest.mark.parametrize("via", ["dimse", "dicomweb"])
 def test_echo_and_find_print_identifiers_to_stdout_only(tmp_path, make_orthanc, scp_port, studies, via):
     orthanc = make_orthanc(scp_port)

@@ -112,6 +112,7 @@ def test_cmove_fallback_when_cget_refused(tmp_path, make_orthanc, scp_port, stud
     assert len(_outputs(home)) == len(studies[number])
 
 
+@pytest.mark.slow
 def test_rejected_association_is_reported_per_accession(tmp_path, make_orthanc, scp_port, studies):
     orthanc = make_orthanc(scp_port, load=False, check_called_aet=True)
     home = tmp_path / "home"
@@ -241,3 +242,33 @@ def test_pacs_going_away_mid_study_then_resume(tmp_path, make_orthanc, scp_port,
     assert summary["done"] == 1 and summary["failed"] == 0
     assert len(_outputs(home)) == len(studies[number])
     assert _journal_counts(home) == (len(studies[number]),) * 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("via", ["dimse", "dicomweb"])
+def test_whole_study_retrieval_when_instances_cannot_be_listed(
+    tmp_path, make_orthanc, scp_port, studies, via
+):
+    """A PACS without IMAGE-level C-FIND: the study is retrieved whole (common storage classes)."""
+    from site_node.deid.engine import DeidContext
+    from site_node.ingest import ingest_run
+    from site_node.pacs.nodes import get_node
+    from site_node.pacs.pull import Puller
+    from site_node.pacs.sink import InstanceSink
+
+    orthanc = make_orthanc(scp_port)
+    home = tmp_path / "home"
+    init_site(home, orthanc, scp_port)
+    site = open_site(home)
+    pz = site.pseudonymizer()
+    number = sorted(studies)[0]
+    with ingest_run(site, "dicom", "pacs-pull") as run:
+        out = site.settings.export_dir / "dicom"
+        sink = InstanceSink(run, site.engine, pz, DeidContext(pz, site.settings.deid), out, None)
+        puller = Puller(
+            get_node(site.engine, "pacs1"), sink, "SITENODE", ("127.0.0.1", scp_port), via, 10.0, 0
+        )
+        (study_uid,) = puller.find_studies(number)
+        puller.retrieve(study_uid, {"": []})
+        puller.close()
+    assert sink.tally["written"] + sink.tally["quarantined"] == len(studies[number])
