@@ -87,11 +87,7 @@ def fetch_study(ctx: SiteContext, node: PacsNode, accession: str, via: str = "di
         )
     if via != "dicomweb":
         return _retrieve_dimse(ctx, node, uids[0])
-    datasets = []
-    series = sorted({str(d.SeriesInstanceUID) for d in web.list_instances(uids[0])})
-    for series_uid in series:
-        datasets += [pydicom.dcmread(io.BytesIO(raw)) for raw in web.iter_series(uids[0], series_uid)]
-    return datasets
+    return [pydicom.dcmread(io.BytesIO(raw)) for raw in web.iter_instances(uids[0])]
 
 
 def pacs_sink(ctx: SiteContext, node: PacsNode, via: str = "dimse") -> Sink:
