@@ -157,6 +157,8 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
     from central_hub.jobs.query_routes import router as query_router
     from central_hub.jobs.routes import router as jobs_router
     from central_hub.jobs.routes import templates_router
+    from central_hub.models.routes import router as models_router
+    from central_hub.models.web import router as models_web_router
     from central_hub.projects.routes import router as access_router
     from central_hub.status import router as status_router
     from central_hub.web.access import router as web_access_router
@@ -171,9 +173,9 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     _install_error_handlers(app)
-    for router in (catalog_router, token_router, status_router, web_router, jobs_router, templates_router):
-        app.include_router(router)
-    for router in (access_router, query_router, web_access_router):
+    routers = (catalog_router, token_router, status_router, web_router, jobs_router, templates_router)
+    extra = (access_router, query_router, web_access_router, models_router, models_web_router)
+    for router in (*routers, *extra):
         app.include_router(router)
     mount_static(app)
 

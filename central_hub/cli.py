@@ -231,11 +231,13 @@ def status(home: HomeOption = None, json_out: JsonOption = False) -> None:
 
 def _register_companions() -> None:
     from central_hub.jobs.cli import job_app
+    from central_hub.models.cli import model_app
     from central_hub.projects.cli import project_app
     from central_hub.provision.cli import register as register_provisioning
 
     app.add_typer(job_app, name="job")
     app.add_typer(project_app, name="project")
+    app.add_typer(model_app, name="model")
     register_provisioning(app)
 
 

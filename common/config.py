@@ -135,6 +135,8 @@ class PacsRoute(BaseModel):
     #: ``deid`` (de-identify for research) or ``model`` (run the model named by ``model``).
     action: Literal["deid", "model"] = "deid"
     model: str | None = None
+    #: How a model route stores its results back: C-STORE (``dimse``) or STOW-RS (``dicomweb``).
+    results_via: Literal["dimse", "dicomweb"] = "dimse"
 
     @model_validator(mode="after")
     def _model_named(self) -> PacsRoute:
@@ -143,6 +145,55 @@ class PacsRoute(BaseModel):
         if self.model and self.action == "deid":
             self.action = "model"
         return self
+
+
+#: What a result notification may carry; only ``accession`` of these identifies anyone by default.
+NOTIFY_FIELDS = (
+    "accession",
+    "model",
+    "status",
+    "lesions",
+    "volumes_ml",
+    "latency_s",
+    "study_pseudonym",
+    "patient_id",
+    "patient_name",
+    "study_date",
+)
+
+
+class NotifySettings(BaseModel):
+    """``[notify]`` in ``site.toml``: a webhook inside the hospital told when a routed study's results
+    are stored (DIANA posted to Slack). Empty ``url``: no notification."""
+
+    model_config = {"extra": "forbid"}
+
+    url: str | None = None
+    #: ``json`` (one flat object) or ``slack`` (``{"text": ...}``, what Slack, Mattermost and
+    #: Rocket.Chat incoming webhooks take).
+    format: Literal["json", "slack"] = "json"
+    #: The content; by default nothing identifying beyond the accession number.
+    fields: list[str] = Field(
+        default_factory=lambda: ["accession", "model", "status", "lesions", "latency_s"]
+    )
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+    #: The webhook must resolve to a loopback or private address (inside the hospital) unless this is true.
+    allow_public_host: bool = False
+
+    @field_validator("fields")
+    @classmethod
+    def _fields(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(NOTIFY_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown notification field(s); choose from {', '.join(NOTIFY_FIELDS)}")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("notify.url must be an http(s) URL")
+        return value or None
 
 
 class PacsSettings(BaseModel):
@@ -198,6 +249,7 @@ class SiteSettings(_HomeSettings):
     max_workers: int = Field(default=0, ge=0)
     pacs: PacsSettings = Field(default_factory=PacsSettings)
     routes: list[PacsRoute] = Field(default_factory=list)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
 
     @field_validator("site_id")
     @classmethod

@@ -71,6 +71,11 @@ class Seg3dParams(BaseModel):
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     device: Literal["cpu", "cuda"] | None = None
     params_transfer: Literal["full", "diff"] = "full"
+    model_name: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
+        description="registry name the finished model is published under (default: the template name)",
+    )
 
     @model_validator(mode="after")
     def _transfer(self) -> Seg3dParams:
@@ -79,11 +84,34 @@ class Seg3dParams(BaseModel):
         return self
 
 
+class EvaluateParams(BaseModel):
+    """Parameters of the ``evaluate`` template (federated evaluation of a registry model).
+
+    The researcher names ``model``; the hub replaces it with the registry's checkpoint, digest and
+    network arguments before validation (a submitter cannot name a file on the hub).
+    """
+
+    model_config = _STRICT
+
+    model_name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    model_version: int = Field(ge=1)
+    checkpoint: str = Field(min_length=2, max_length=4096, description="set by the hub from the registry")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    channels: Annotated[list[Channel], Field(min_length=2, max_length=6)] = Field(
+        default_factory=lambda: [8, 16, 32]
+    )
+    patch: Annotated[list[Side], Field(min_length=3, max_length=3)] = Field(
+        default_factory=lambda: [32, 32, 16]
+    )
+    device: Literal["cpu", "cuda"] | None = None
+
+
 #: Template name -> its parameter model.
 TEMPLATE_PARAMS: dict[str, type[BaseModel]] = {
     "fedstats": FedstatsParams,
     "seg3d": Seg3dParams,
     "fedquery": FedQueryParams,  # a cohort definition (common.schemas.cohort_query)
+    "evaluate": EvaluateParams,
 }
 
 

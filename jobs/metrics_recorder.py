@@ -54,7 +54,15 @@ class RoundMetricsRecorder(Filter):
             record["metrics"] = _numbers(metrics)
             if meta.get(REFUSED_KEY):
                 record["refused"] = str(meta[REFUSED_KEY])
-            for key in ("device", "n_train", "NUM_STEPS_CURRENT_ROUND", "train_s", "val_s"):
+            for key in (
+                "device",
+                "n_train",
+                "NUM_STEPS_CURRENT_ROUND",
+                "train_s",
+                "val_s",
+                "dataset_version",
+                "n_cases",
+            ):
                 if key in meta:
                     record[key] = meta[key]
         self._append(fl_ctx, record)

@@ -76,6 +76,41 @@ def _omop_persons(conn: Any) -> int | None:
     return int(conn.execute(text("SELECT COUNT(*) FROM person")).scalar_one())
 
 
+def _inference(conn: Any, last: int = 5) -> dict[str, Any] | None:
+    """Clinical inference runs: counts, latency p50/p95 (last instance received -> results stored),
+    and the newest runs by study pseudonym."""
+    from site_node.models.tables import inference_run
+
+    if not inspect(conn).has_table("inference_run"):
+        return None
+    rows = conn.execute(select(inference_run).order_by(inference_run.c.id.desc())).all()
+    latencies = sorted(r.latency_s for r in rows if r.status == "completed" and r.latency_s is not None)
+
+    def percentile(q: float) -> float | None:
+        if not latencies:
+            return None
+        return round(latencies[min(len(latencies) - 1, int(round(q * (len(latencies) - 1))))], 2)
+
+    return {
+        "completed": sum(r.status == "completed" for r in rows),
+        "failed": sum(r.status == "failed" for r in rows),
+        "latency_p50_s": percentile(0.5),
+        "latency_p95_s": percentile(0.95),
+        "last": [
+            {
+                "study": r.study_pseudonym,
+                "model": f"{r.model_name}:{r.model_version}",
+                "trigger": r.trigger,
+                "status": r.status,
+                "latency_s": None if r.latency_s is None else round(r.latency_s, 2),
+                "compute_s": None if r.compute_s is None else round(r.compute_s, 2),
+                "stored_at": str(r.stored_at) if r.stored_at else None,
+            }
+            for r in rows[:last]
+        ],
+    }
+
+
 def _quarantine_counts(folder: Path) -> dict[str, int]:
     """Entries in the quarantine by reason (every stage; reason codes only)."""
     return dict(sorted(Counter(e.reason for e in Quarantine(folder).entries()).items()))
@@ -109,6 +144,7 @@ def site_status(site: SiteContext) -> dict[str, Any]:
                 conn.execute(select(func.count()).select_from(withdrawal)).scalar_one()
             )
             status["omop_persons"] = _omop_persons(conn)
+            status["inference"] = _inference(conn)
     except Exception as exc:  # a broken database is a status to report, not a crash
         log.warning("database check failed: %s", type(exc).__name__)
         status["database"] = {"ok": False, "problem": f"database unreachable ({type(exc).__name__})"}

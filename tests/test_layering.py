@@ -24,6 +24,9 @@ LIGHT_MODULES = [
     "site_node.curation",
     "central_hub.catalog",
     "central_hub.cli",
+    "central_hub.models",
+    "site_node.models",
+    "site_node.inference.runner",
 ]
 
 

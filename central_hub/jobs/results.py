@@ -21,6 +21,10 @@ class JobProgress:
     refusals: dict[str, str] = field(default_factory=dict)
     cross_site: dict[str, Any] = field(default_factory=dict)
     statistics: dict[str, Any] = field(default_factory=dict)
+    #: site -> curated-set version (hash of its datalist) the site last reported.
+    dataset_versions: dict[str, str] = field(default_factory=dict)
+    #: site -> metrics of its ``validate`` answer (evaluation jobs).
+    evaluations: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def last_round(self) -> int | None:
@@ -35,6 +39,8 @@ class JobProgress:
             "refusals": self.refusals,
             "cross_site": self.cross_site,
             "statistics": self.statistics,
+            "dataset_versions": self.dataset_versions,
+            "evaluations": self.evaluations,
             "last_round": self.last_round,
         }
 
@@ -51,8 +57,16 @@ def read_progress(workspace: Path) -> JobProgress:
     records = json.loads(metrics.read_text()) if metrics else []
     for rec in records:
         site = str(rec.get("site"))
+        if rec.get("dataset_version"):
+            progress.dataset_versions[site] = str(rec["dataset_version"])
         if rec.get("refused"):
             progress.refusals[site] = str(rec["refused"])
+        elif rec.get("task") == "validate" and rec.get("metrics"):
+            progress.evaluations[site] = {
+                **rec["metrics"],
+                "n_cases": rec.get("n_cases"),
+                "dataset_version": rec.get("dataset_version"),
+            }
         elif rec.get("task") == "train" and isinstance(rec.get("round"), int):
             entry = {"round": rec["round"], **rec.get("metrics", {})}
             for key in ("device", "train_s", "val_s", "n_train"):

@@ -61,6 +61,10 @@ def submit_job(
 
     if not sites or len(set(sites)) != len(sites) or not all(_SITE.match(s) for s in sites):
         raise InputError("sites must be distinct site names", field="sites")
+    if template == "evaluate":
+        from central_hub.models.service import prepare_evaluation
+
+        params = prepare_evaluation(session, settings, params)
     full = check_params(template, params)
     check_job_access(session, actor, project, template, sites)
     runner = runner or get_runner(settings)
@@ -130,8 +134,8 @@ def _apply_progress(job: HubJob, workspace: Path) -> None:
     job.round = None if last is None else last + 1
 
 
-def _finish(settings: HubSettings, job: HubJob, workspace: Path) -> None:
-    """Final state, refusals message, and the artifacts: model, metrics JSON, report PNG."""
+def _finish(session: Session, settings: HubSettings, job: HubJob, workspace: Path) -> None:
+    """Final state, refusals message, the artifacts (model, metrics JSON, report PNG), the registry."""
     folder = job_dir(settings, job.id)
     progress = read_progress(workspace)
     if job.refusals and set(job.refusals) == set(job.sites):
@@ -159,6 +163,12 @@ def _finish(settings: HubSettings, job: HubJob, workspace: Path) -> None:
         from central_hub.jobs.query import write_query_artifacts
 
         write_query_artifacts(folder, workspace, f"fedquery job {job.id}")
+    from central_hub.models import service as registry
+
+    if job.state == "finished" and model is not None:
+        registry.publish_from_job(session, settings, job, progress, folder / MODEL_FILE)
+    if job.state == "finished":
+        registry.record_evaluations(session, job, progress)
 
 
 def refresh_job(
@@ -174,7 +184,7 @@ def refresh_job(
     if status.state in TERMINAL:
         job.state = status.state
         job.message = status.message
-        _finish(settings, job, workspace)
+        _finish(session, settings, job, workspace)
     job.updated_at = utcnow()
     session.commit()
     return job

@@ -21,7 +21,7 @@ def _accessions(folder: Path) -> list[str]:
 
     found: set[str] = set()
     for path in dicom_files(folder):
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["AccessionNumber"])
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["AccessionNumber"], force=True)
         if ds.get("AccessionNumber"):
             found.add(str(ds.AccessionNumber))
     return sorted(found)

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 from rich.table import Table
 
+from infra.demo.clinical import clinical_inference
 from infra.demo.pacs import dicom_into_site
 from infra.demo.runner import Demo, DemoError, console
 
@@ -450,6 +451,10 @@ def plan(demo: Demo) -> list[tuple[str, Callable[[], None]]]:
             lambda: training_results(demo),
         ),
         ("Privacy summary: outbound ledgers scanned for planted PHI", lambda: privacy_summary(demo)),
+        (
+            "Back to the hospital: pull the global model, infer a new study, store SEG + SR",
+            lambda: clinical_inference(demo),
+        ),
     ]
 
 

@@ -25,6 +25,7 @@ from site_node.cli import (  # noqa: E402
     clinical,
     deid,
     key,
+    models,
     pacs,
     publish,
     quarantine,
@@ -34,7 +35,7 @@ from site_node.cli import (  # noqa: E402
 
 # Every command group is registered here, by name: a broken import fails loudly instead of
 # hiding a command.
-for _module in (admin, key, synth, deid, clinical, quarantine, publish, training, pacs, access):
+for _module in (admin, key, synth, deid, clinical, quarantine, publish, training, pacs, access, models):
     _module.register(app)
 
 

@@ -107,6 +107,28 @@ def _print_status(report: dict) -> None:
             f"[red]{ledger['pending']} outbound payload(s) pending[/red]: the process stopped between "
             "sending and recording the outcome; they may have left. See 'site-node ledger --status pending'."
         )
+    _print_inference(console, report.get("inference"))
+
+
+def _print_inference(console: Console, inference: dict | None) -> None:
+    """Clinical inference: latency from last instance received to results stored, per study pseudonym."""
+    if not inference or not (inference["completed"] or inference["failed"]):
+        return
+    console.print(
+        f"inference: {inference['completed']} studies, {inference['failed']} failed; latency "
+        f"p50 {inference['latency_p50_s']} s, p95 {inference['latency_p95_s']} s"
+    )
+    table = Table("study (pseudonym)", "model", "trigger", "status", "latency s", "compute s")
+    for run in inference["last"]:
+        table.add_row(
+            run["study"],
+            run["model"],
+            run["trigger"],
+            run["status"],
+            str(run["latency_s"]),
+            str(run["compute_s"]),
+        )
+    console.print(table)
 
 
 def _admin_token(site) -> str:  # type: ignore[no-untyped-def]

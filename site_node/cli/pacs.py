@@ -236,6 +236,10 @@ def listen(
 
     site = open_site(home)
     pacs = site.settings.pacs
+    if any(route.action == "model" for route in site.settings.routes):
+        from site_node.inference.route import register_model_action
+
+        register_model_action(site)
     listener = Listener(
         site, validate_aet(aet or pacs.aet, "--aet"), port or pacs.port, pacs.quiet_period_s, pacs.bind
     )

@@ -138,6 +138,9 @@ def train_local(
     epochs: Annotated[int, typer.Option("--epochs")] = 10,
     lr: Annotated[float, typer.Option("--lr")] = 3e-3,
     device: Annotated[str | None, typer.Option("--device", help="cpu or cuda (default: auto).")] = None,
+    save: Annotated[
+        str | None, typer.Option("--save", help="Keep the model as the next version of NAME (model list).")
+    ] = None,
     json_out: JsonOption = False,
 ) -> None:
     """Train the default model on this site's curated set alone (nothing leaves the site)."""
@@ -145,13 +148,23 @@ def train_local(
     from site_node.training.local import train_site
 
     ctx = open_site(home)
+    if save is not None:
+        from site_node.models.store import parse_ref
+
+        parse_ref(save)  # refuse a bad name before training, not after
     require_ready(curated_dir(ctx), ctx.settings.site_id)
     result = train_site(curated_dir(ctx), epochs=epochs, lr=lr, device=device)
-    result.pop("model")
+    model = result.pop("model")
+    if save is not None:
+        from site_node.training.local import save_local_model
+
+        result["saved"] = save_local_model(ctx, save, model, result).ref
     if json_out:
         emit_json(result)
     else:
         typer.echo(f"trained {epochs} epochs on {result['device']}: validation Dice {result['val_dice']:.3f}")
+        if save is not None:
+            typer.echo(f"saved as {result['saved']}")
 
 
 def register(app: typer.Typer) -> None:

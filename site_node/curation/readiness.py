@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,3 +61,15 @@ def require_ready(curated: Path, site_id: str) -> Readiness:
             f"site {site_id} refuses training: " + "; ".join(readiness.problems), field="curated"
         )
     return readiness
+
+
+def dataset_version(curated: Path) -> str | None:
+    """The curated set's version: SHA-256 of its ``datalist.json`` (None when there is none).
+
+    The datalist names pseudonymized patients and file paths only; its hash says which set a model
+    was trained or scored on without revealing any of it. It travels with every job result.
+    """
+    path = curated / "datalist.json"
+    if not path.is_file():
+        return None
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()

@@ -179,6 +179,15 @@ def assemble_volume(files: list[Path]) -> tuple[Volume | None, list[Finding]]:
         datasets: list[pydicom.Dataset] = [pydicom.dcmread(p) for p in files]
     except (InvalidDicomError, OSError, ValueError):
         return None, [Finding("unreadable", "an instance could not be read")]
+    return assemble_datasets(datasets)
+
+
+def assemble_datasets(datasets: list[pydicom.Dataset]) -> tuple[Volume | None, list[Finding]]:
+    """Build a volume from one series' instances already in memory (see :func:`assemble_volume`).
+
+    Clinical inference reads a study once and uses the same datasets as the source images of the
+    DICOM-SEG it writes; ``Volume.sop_uids`` gives their slice order.
+    """
     iop, findings = _slice_geometry(datasets)
     if any(f.failing for f in findings):
         return None, findings

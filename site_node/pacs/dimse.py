@@ -234,6 +234,31 @@ class DimseClient:
                 responses = assoc.send_c_move(query, destination, StudyRootQueryRetrieveInformationModelMove)
                 self._retrieve(responses, assoc, "C-MOVE")
 
+    def store(self, datasets: list[Dataset]) -> int:
+        """C-STORE ``datasets`` on one association (results going back into a study).
+
+        Returns:
+            The number of instances stored.
+
+        Raises:
+            PacsError: no association, a SOP class the PACS does not accept, or a failure status.
+        """
+        ae = self._ae()
+        for uid in sorted({str(ds.SOPClassUID) for ds in datasets}):
+            ae.add_requested_context(uid, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+        stored = 0
+        with self.associate(ae) as assoc:
+            for ds in datasets:
+                status = assoc.send_c_store(ds)
+                if not status:
+                    self._check_alive(assoc, "C-STORE")
+                    raise PacsError("timeout", "the PACS did not answer a C-STORE in time")
+                code = int(status.Status)
+                if code != SUCCESS and (code & 0xF000) != 0xB000:  # Bxxx: warning, stored
+                    raise PacsError("refused", f"the PACS refused a C-STORE (status 0x{code:04X})")
+                stored += 1
+        return stored
+
     def _retrieve(
         self, responses: Iterator[tuple[Dataset, Dataset | None]], assoc: Association, what: str
     ) -> None:

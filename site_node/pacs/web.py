@@ -153,6 +153,18 @@ class WebClient:
                 return
             yield _encode(ds)
 
+    def store(self, datasets: list[Dataset]) -> int:
+        """STOW-RS ``datasets`` into their study; returns how many were stored.
+
+        Raises:
+            PacsError: unreachable, refused, timed out, or the server reports failed instances.
+        """
+        response = self._call("STOW-RS", lambda: self.client.store_instances(datasets))
+        failed = response.get("FailedSOPSequence") if response is not None else None
+        if failed:
+            raise PacsError("refused", f"the DICOMweb server refused {len(failed.value)} instance(s)")
+        return len(datasets)
+
 
 def _encode(ds: Dataset) -> bytes:
     """The file bytes of a dataset received as a part (elements are copied, not decoded)."""

@@ -13,42 +13,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.config import SiteSettings
+from common.digest import MANIFEST, digest_files, template_digest, template_files
 from common.errors import InputError, PermissionDeniedError
 
-MANIFEST = "fedimaging_job.json"
 #: Written by the hub beside the manifest: the job's project and submitter (checked by site_node.access).
 ACCESS_FILE = "fedimaging_access.json"
-_SKIP_PARTS = {"__pycache__", ".pytest_cache"}
 
-
-def template_files(folder: Path) -> list[str]:
-    """The files of a job template folder that make up its digest (relative, sorted)."""
-    return sorted(
-        p.relative_to(folder).as_posix()
-        for p in folder.rglob("*")
-        if p.is_file() and not (_SKIP_PARTS & set(p.relative_to(folder).parts)) and p.suffix != ".pyc"
-    )
-
-
-def digest_files(folder: Path, files: list[str]) -> str:
-    """SHA-256 over (relative path, content hash) of ``files`` under ``folder``.
-
-    Raises:
-        InputError: a listed file is missing or escapes ``folder``.
-    """
-    root = folder.resolve()
-    outer = hashlib.sha256()
-    for name in sorted(files):
-        path = (root / name).resolve()
-        if not path.is_relative_to(root) or not path.is_file():
-            raise InputError("a job file listed in the manifest is missing", field=MANIFEST)
-        outer.update(name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).hexdigest().encode() + b"\n")
-    return outer.hexdigest()
-
-
-def template_digest(folder: Path) -> str:
-    """The digest a site admin approves for the job template in ``folder``."""
-    return digest_files(folder, template_files(folder))
+__all__ = [
+    "ACCESS_FILE",
+    "MANIFEST",
+    "approve_template",
+    "check_approved",
+    "digest_files",
+    "identify_job",
+    "template_digest",
+    "template_files",
+]
 
 
 def write_manifest(folder: Path, template: str, out: Path) -> Path:

@@ -17,7 +17,7 @@ import torch
 
 from common.config import load_site_settings
 from common.errors import ConflictError, PermissionDeniedError
-from site_node.curation.readiness import require_ready
+from site_node.curation.readiness import dataset_version, require_ready
 from site_node.training.approval import check_approved, find_custom_dir, identify_job
 from site_node.training.data import DEFAULT_PATCH, make_loaders
 from site_node.training.device import describe_device, select_device
@@ -113,6 +113,7 @@ def run_client(config: ClientConfig, custom_dir: Path) -> None:
     model.to(device)
     # one optimizer for the whole job: its state carries over while each round starts from the global weights
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    version = dataset_version(home / "curated")
     while flare.is_running():
         incoming = flare.receive()
         if incoming is None:
@@ -174,6 +175,7 @@ def run_client(config: ClientConfig, custom_dir: Path) -> None:
                     "n_train": n_train,
                     "train_s": round(train_s, 3),
                     "val_s": round(val_s, 3),
+                    "dataset_version": version,
                 },
             )
         )

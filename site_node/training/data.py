@@ -68,13 +68,22 @@ def load_datalist(curated: Path) -> dict[str, list[dict[str, str]]]:
     return resolved
 
 
+def image_transforms() -> list[Any]:
+    """The intensity pre-processing every image gets, in training, validation and clinical inference.
+
+    Input: ``{"image": channel-first array}`` in stored units (HU for CT), voxel order (column,
+    row, slice) as curation writes it. Inference (:mod:`site_node.inference`) runs exactly these.
+    """
+    return [EnsureTyped(keys="image", dtype=torch.float32), NormalizeIntensityd(keys="image")]
+
+
 def _base_transforms(patch: Sequence[int]) -> list[Any]:
     keys = ["image", "label"]
     return [
         LoadImaged(keys=keys),
         EnsureChannelFirstd(keys=keys),
-        EnsureTyped(keys=keys, dtype=torch.float32),
-        NormalizeIntensityd(keys="image"),
+        EnsureTyped(keys="label", dtype=torch.float32),
+        *image_transforms(),
         BinarizeLabeld(keys="label"),
         SpatialPadd(keys=keys, spatial_size=tuple(patch)),
     ]

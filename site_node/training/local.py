@@ -42,3 +42,43 @@ def train_site(
         "n_train": n_train,
         "model": model,
     }
+
+
+def save_local_model(site: Any, name: str, model: torch.nn.Module, result: dict[str, Any]) -> Any:
+    """Keep a locally trained model in the site's store as the next version of ``name``.
+
+    Args:
+        site: the :class:`~site_node.home.SiteContext`.
+        name: model name.
+        model: the trained :class:`SegUNet`.
+        result: what :func:`train_site` reported (validation Dice, device, training cases).
+
+    Returns:
+        The :class:`~site_node.models.store.StoredModel`.
+    """
+    import tempfile
+
+    from site_node.curation.readiness import dataset_version
+    from site_node.models.store import models_dir, next_version, register
+
+    home = site.settings.home
+    staging = models_dir(home) / ".incoming"
+    staging.mkdir(parents=True, exist_ok=True)
+    card = {
+        "metrics": {"val_dice": float(result["val_dice"]), "train_loss": float(result["train_loss"])},
+        "model_args": {"channels": list(model.channels), "patch": list(DEFAULT_PATCH)},
+        "dataset_versions": {site.settings.site_id: dataset_version(home / "curated")},
+        "n_train": result["n_train"],
+    }
+    with tempfile.NamedTemporaryFile(dir=staging, suffix=".pt") as tmp:
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp.name)
+        return register(
+            site.engine,
+            home,
+            name=name,
+            version=next_version(site.engine, name),
+            source="local",
+            weights=Path(tmp.name),
+            template="seg3d",
+            card=card,
+        )

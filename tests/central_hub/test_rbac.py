@@ -26,6 +26,10 @@ ENDPOINTS = [
     ("GET", "/access-requests/1", {"hub_admin", "researcher", "site_a"}),
     ("GET", "/site/access-requests", {"site_a"}),
     ("POST", "/access-requests/1/decision", {"site_a"}),
+    ("GET", "/models", {"hub_admin", "researcher", "site_a"}),
+    ("GET", "/models/seg3d/1", {"hub_admin", "researcher", "site_a"}),
+    ("GET", "/models/seg3d/1/file", {"hub_admin", "researcher", "site_a"}),
+    ("GET", "/models/seg3d/1/plot.png", {"hub_admin", "researcher", "site_a"}),
 ]
 BODIES = {
     "/summaries": make_summary("site-a"),
@@ -58,6 +62,29 @@ def _project_with_a_request(request: pytest.FixtureRequest) -> None:
         service.add_member(session, "rbac", "researcher-user")
         who = Principal(token_id=0, name="researcher-user", role="researcher")
         service.file_request(session, who, BODIES["/access-requests"])
+
+
+@pytest.fixture
+def registry_model(hub_settings):  # type: ignore[no-untyped-def]
+    """One published model version (seg3d 1) with its weights file."""
+    from central_hub.db import session_factory
+    from central_hub.models.models import HubModel
+    from central_hub.models.service import MODEL_FILE, model_dir
+
+    folder = model_dir(hub_settings, "seg3d", 1)
+    folder.mkdir(parents=True)
+    (folder / MODEL_FILE).write_bytes(b"weights")
+    with session_factory(hub_settings.database_url)() as session:
+        session.add(
+            HubModel(
+                name="seg3d",
+                version=1,
+                template="seg3d",
+                template_digest="0" * 64,
+                sha256="1" * 64,
+                size_bytes=7,
+            )
+        )
         session.commit()
 
 
@@ -74,7 +101,7 @@ def test_without_or_with_an_unknown_token_is_401(client, tokens, method, path, a
 
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize(("method", "path", "allowed"), ENDPOINTS, ids=[f"{m} {p}" for m, p, _ in ENDPOINTS])
-def test_role_matrix(client, tokens, method, path, allowed, role) -> None:
+def test_role_matrix(client, tokens, registry_model, method, path, allowed, role) -> None:
     r = _call(client, method, path, tokens.headers(role))
     if role in allowed:
         assert r.status_code < 400, r.text
@@ -117,5 +144,6 @@ def test_rbac_doc_lists_every_endpoint() -> None:
             path.replace("site-a", "{name}")
             .replace("/tokens/1", "/tokens/{id}")
             .replace("/access-requests/1", "/access-requests/{id}")
+            .replace("/models/seg3d/1", "/models/{name}/{version}")
         )
         assert f"`{method} {generic}`" in text, f"{method} {generic} missing from docs/hub-rbac.md"

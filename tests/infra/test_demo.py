@@ -51,10 +51,13 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
         "seg3d",
         "Results",
         "Privacy summary",
+        "Back to the hospital",
         "Demo finished",
     ):
         assert step in out, step
     results = workdir / "results"
+    clinical = json.loads((results / "clinical_inference.json").read_text())
+    assert clinical["outputs"][:2] == ["seg", "sr"] and clinical["latency_s"] > 0
     for name in ("global_model.pt", "metrics.json", "dice_per_round.png", "report.html", "privacy.json"):
         assert (results / name).stat().st_size > 0, name
     privacy = json.loads((results / "privacy.json").read_text())

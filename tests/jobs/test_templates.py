@@ -87,3 +87,21 @@ def test_fedquery_builds_with_the_site_filter_and_the_result_recorder(tmp_path: 
     from common.job_params import params_schema
 
     assert "cohort" in params_schema()["fedquery"]["properties"]  # published at GET /job-templates
+
+
+def test_evaluate_takes_its_checkpoint_from_the_hub(tmp_path: Path) -> None:
+    from central_hub.jobs.templates import load_template
+    from common.errors import InputError
+
+    module = load_template("evaluate")
+    card = {"model_name": "seg3d", "model_version": 1, "checkpoint": "/x.pt", "sha256": "a" * 64}
+    with pytest.raises(InputError) as missing:
+        module.resolve_params({})
+    assert missing.value.field
+    with pytest.raises(InputError) as extra:
+        module.resolve_params({**card, "rounds": 2})
+    assert extra.value.field == "rounds"
+    with pytest.raises(InputError) as relative:
+        module.resolve_params({**card, "checkpoint": "x.pt"})
+    assert relative.value.field == "checkpoint"
+    assert module.resolve_params(card)["channels"] == [8, 16, 32]

@@ -10,7 +10,7 @@ from alembic import op
 from central_hub.projects.models import AccessDecision, AccessRequest, Project, ProjectMember
 
 revision = "0104_projects"
-down_revision = "0102_hardening"
+down_revision = "0103_models"
 branch_labels = None
 depends_on = None
 

@@ -9,7 +9,7 @@ from alembic import op
 from site_node.access.store import access_decision
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,154 @@
+"""Inference against a real Orthanc: ``infer --pacs`` (DIMSE and DICOMweb) and a route-triggered run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+from sqlalchemy import select
+
+from site_node.cli import main
+from tests.site_node.pacs.conftest import init_site, needs_orthanc
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, needs_orthanc]
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _ct_accession(studies: dict[str, list[Path]]) -> str:
+    for accession, files in sorted(studies.items()):
+        if any(pydicom.dcmread(p, stop_before_pixels=True).Modality == "CT" for p in files):
+            return accession
+    raise AssertionError("the synthetic export holds no CT study")
+
+
+def _results_in_orthanc(orthanc: Any, accession: str) -> dict[str, Any]:
+    studies = [
+        orthanc.get_json(f"/studies/{sid}")
+        for sid in orthanc.get_json("/studies")  # type: ignore[union-attr]
+    ]
+    study = next(s for s in studies if s["MainDicomTags"].get("AccessionNumber") == accession)
+    series = [orthanc.get_json(f"/series/{sid}") for sid in study["Series"]]
+    return {s["MainDicomTags"]["Modality"]: s for s in series}
+
+
+def _setup(
+    tmp_path: Path, make_orthanc: Any, scp_port: int, weights: Path, capsys: Any, toml: str = ""
+) -> tuple[Path, Any]:
+    orthanc = make_orthanc()
+    home = tmp_path / "home"
+    init_site(home, orthanc, scp_port, extra_toml=toml)
+    code, _, err = _run(["model", "add", "lesions", str(weights), "--home", str(home)], capsys)
+    assert code == 0, err
+    return home, orthanc
+
+
+@pytest.mark.parametrize("via", ["dimse", "dicomweb"])
+def test_infer_by_accession_stores_seg_and_sr_into_the_study(
+    tmp_path: Path, make_orthanc: Any, scp_port: int, studies: dict, weights_file: Path, capsys: Any, via: str
+) -> None:
+    home, orthanc = _setup(tmp_path, make_orthanc, scp_port, weights_file, capsys)
+    accession = _ct_accession(studies)
+    code, out, err = _run(
+        [
+            "infer",
+            "lesions",
+            "--pacs",
+            "pacs1",
+            "--accession",
+            accession,
+            "--via",
+            via,
+            "--home",
+            str(home),
+            "--json",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["outputs"] == ["seg", "sr"] and result["latency_s"] >= result["compute_s"] > 0
+    series = _results_in_orthanc(orthanc, accession)
+    assert {"CT", "SEG", "SR"} <= set(series)
+    source = pydicom.dcmread(studies[accession][0], stop_before_pixels=True)
+    instance = series["SEG"]["Instances"][0]
+    tags = orthanc.get_json(f"/instances/{instance}/simplified-tags")
+    assert tags["PatientID"] == source.PatientID and tags["AccessionNumber"] == accession  # the patient's own
+    assert accession not in err and str(source.PatientID) not in out
+    code, _, err = _run(
+        ["infer", "lesions", "--pacs", "pacs1", "--accession", "NOPE0", "--home", str(home)], capsys
+    )
+    assert code == 66 and "no study with this accession" in err
+
+
+@pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk's storescu is not installed")
+def test_a_route_naming_a_model_infers_on_arrival_stores_and_notifies(
+    tmp_path: Path,
+    make_orthanc: Any,
+    scp_port: int,
+    studies: dict,
+    weights_file: Path,
+    webhook: Any,
+    capsys: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from site_node.home import open_site
+    from site_node.inference.route import register_model_action
+    from site_node.models.tables import inference_run
+    from site_node.pacs import routes as R
+    from site_node.pacs.listen import Listener
+    from site_node.status import site_status
+
+    toml = (
+        '\n[[routes]]\nname = "ct-lesions"\nmodality = "CT"\nmodel = "lesions"\n'
+        f'\n[notify]\nurl = "{webhook.url}"\nformat = "slack"\n'
+    )
+    home, orthanc = _setup(tmp_path, make_orthanc, scp_port, weights_file, capsys, toml)
+    site = open_site(home)
+    monkeypatch.setattr(R, "_HANDLERS", dict(R._HANDLERS))  # the registration ends with this test
+    register_model_action(site)
+    listener = Listener(site, "SITENODE", 0, 0.5, "127.0.0.1").start()
+    accession = _ct_accession(studies)
+    try:
+        sent = subprocess.run(  # noqa: S603
+            ["storescu", "-R", "-aet", "ORTHANC", "-aec", "SITENODE", "127.0.0.1", str(listener.port)]
+            + [str(p) for p in studies[accession]],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert sent.returncode == 0, sent.stderr
+        actions: list[str] = []
+        deadline = time.monotonic() + 120
+        while not actions and time.monotonic() < deadline:
+            actions = [listener.process(k) for k in listener.complete_studies()]
+            time.sleep(0.2)
+    finally:
+        listener.stop()
+    assert actions == ["model"] and listener.counts.get("inferred") == 1
+    assert not list(listener.root.iterdir())  # the spool is emptied
+    assert {"SEG", "SR"} <= set(_results_in_orthanc(orthanc, accession))
+    assert len(webhook.received) == 1
+    text = webhook.received[0]["text"]
+    source = pydicom.dcmread(studies[accession][0], stop_before_pixels=True)
+    assert f"accession: {accession}" in text and "status: stored" in text
+    assert str(source.PatientID) not in text and str(source.PatientName) not in text
+    with site.engine.connect() as conn:
+        row = conn.execute(select(inference_run)).one()
+    assert row.trigger == "route" and row.latency_s >= row.compute_s > 0
+    status = site_status(site)["inference"]
+    assert status["completed"] == 1 and status["last"][0]["study"] == row.study_pseudonym
