@@ -62,6 +62,7 @@ def _project_with_a_request(request: pytest.FixtureRequest) -> None:
         service.add_member(session, "rbac", "researcher-user")
         who = Principal(token_id=0, name="researcher-user", role="researcher")
         service.file_request(session, who, BODIES["/access-requests"])
+        session.commit()
 
 
 @pytest.fixture

@@ -100,8 +100,8 @@ def test_evaluate_takes_its_checkpoint_from_the_hub(tmp_path: Path) -> None:
     assert missing.value.field
     with pytest.raises(InputError) as extra:
         module.resolve_params({**card, "rounds": 2})
-    assert extra.value.field == "rounds"
+    assert extra.value.field == "params.rounds"
     with pytest.raises(InputError) as relative:
         module.resolve_params({**card, "checkpoint": "x.pt"})
-    assert relative.value.field == "checkpoint"
+    assert relative.value.field == "params.checkpoint"
     assert module.resolve_params(card)["channels"] == [8, 16, 32]
