@@ -35,7 +35,9 @@ def resolve_params(params: dict[str, Any] | None) -> dict[str, Any]:
     """
     merged = validate_params(TEMPLATE, params or {})
     if not Path(merged["checkpoint"]).is_absolute():
-        raise InputError("checkpoint must be the absolute path of the model's weights", field="params.checkpoint")
+        raise InputError(
+            "checkpoint must be the absolute path of the model's weights", field="params.checkpoint"
+        )
     return merged
 
 
