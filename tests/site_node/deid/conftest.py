@@ -51,15 +51,18 @@ SOURCES = [
 ]
 
 
-def make_home(path: Path, cleared: list[str] | None = None) -> Path:
-    """An initialised site home whose key is the fixed test key."""
+def make_home(path: Path, cleared: list[str] | None = None, burned_in_text: str | None = None) -> Path:
+    """An initialised site home whose key is the fixed test key (``burned_in_text``: redact|quarantine)."""
     init_home(path, "site-a")
     write_key(path / "phi", TEST_KEY, overwrite=True)
+    toml = path / "site.toml"
     if cleared is not None:
-        toml = path / "site.toml"
         toml.write_text(
             toml.read_text().replace("cleared_burned_in = []", f"cleared_burned_in = {json.dumps(cleared)}")
         )
+    if burned_in_text is not None:
+        text = toml.read_text().replace('burned_in_text = "redact"', f'burned_in_text = "{burned_in_text}"')
+        toml.write_text(text)
     return path
 
 

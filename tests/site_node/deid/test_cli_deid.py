@@ -204,12 +204,12 @@ def test_burned_in_risk_is_quarantined_unless_cleared(tmp_path: Path, capsys) ->
     us = plant(sample("CT_small.dcm"))
     us.Modality, us.SOPInstanceUID = "US", "1.2.826.0.1.3680043.9.5555.9"
     us.save_as(src / "us.dcm", enforce_file_format=True)
-    strict = make_home(tmp_path / "strict")
+    strict = make_home(tmp_path / "strict", burned_in_text="quarantine")
     summary = _deid(strict, src, capsys)
     assert summary["quarantined"] == {"burned_in_risk": 2}
     reasons = [json.loads(p.read_text()) for p in (strict / "quarantine").rglob("*.json")]
     assert {r["field"] for r in reasons} == {"(0028,0301)", "(0008,0060)"}
-    cleared = make_home(tmp_path / "cleared", ["US"])
+    cleared = make_home(tmp_path / "cleared", ["US"], burned_in_text="quarantine")
     assert _deid(cleared, src, capsys)["quarantined"] == {"burned_in_risk": 1}
 
 

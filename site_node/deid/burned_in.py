@@ -1,0 +1,301 @@
+"""Burned-in text: find it with OCR, blank it, check again with OCR, or quarantine (fail closed).
+
+For an instance at risk (:mod:`site_node.deid.risk`) and ``[deid] burned_in_text = "redact"``:
+
+1. device banners from ``data/burned_in_banners.json`` (the RSNA CTP approach: rectangles known to
+   carry identifiers, by manufacturer, model and image size) are blanked in every frame;
+2. every distinct frame is rendered to a contrast-normalised 8-bit grey image, enlarged so that small
+   annotation fonts reach the size tesseract reads, and read with two binarisations
+   (:mod:`site_node.deid.ocr`); every word box (padded, joined with its neighbours on the line) is
+   blanked with the image's background value;
+3. the frames that changed are read again, up to :data:`MAX_ROUNDS` times, until OCR finds no word;
+   if words remain, or tesseract is missing or fails, or the pixels cannot be decoded or written,
+   the instance is quarantined as before.
+
+Only the pixels inside the blanked rectangles change (:mod:`site_node.deid.pixels`). The written
+instance says BurnedInAnnotation NO, adds CID 7050 code 113101 (Clean Pixel Data Option) to
+DeidentificationMethodCodeSequence and a line to DeidentificationMethod. Nothing read by OCR is
+logged or stored: only counts.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+from pydicom.uid import UID
+
+from common.errors import ConfigError
+from site_node.deid import ocr
+from site_node.deid import pixels as P
+from site_node.deid.engine import QuarantineError
+
+log = logging.getLogger(__name__)
+
+BANNERS_FILE = "burned_in_banners.json"
+MAX_ROUNDS = 4
+#: OCR is run on images whose shorter side is enlarged to about this many pixels (at most x3):
+#: ultrasound annotation fonts are 7-12 px high, tesseract reads 20 px and more reliably.
+OCR_SHORT_SIDE = 720
+MAX_SCALE = 3
+#: A word with a letter or digit is text when OCR is sure of it (:data:`SURE_CONF`, two characters
+#: or more), or when OCR
+#: has some confidence (:data:`MIN_CONF`) and its box looks like an overlay: a flat background (one
+#: grey level covers :data:`FLAT_SHARE` of the box), as annotation text on black or on a banner has
+#: and ultrasound speckle, which OCR reads as short nonsense words, has not.
+MIN_CONF = 10.0
+SURE_CONF = 80.0
+FLAT_SHARE = 0.35
+CLEAN_PIXEL_CODE = ("113101", "Clean Pixel Data Option")
+
+
+@dataclass
+class Redaction:
+    """What was done to one instance's pixels (counts and rectangles; never the text read)."""
+
+    transfer_syntax: UID
+    frames: int
+    rects: list[P.Rect] = field(default_factory=list)
+    banner_rects: int = 0
+    ocr_calls: int = 0
+    ocr_seconds: float = 0.0
+    rounds: int = 0
+    mode: str = ""
+
+
+@lru_cache(maxsize=8)
+def _banner_rules(extra: str | None) -> tuple[dict[str, object], ...]:
+    text = (resources.files("site_node.deid.data") / BANNERS_FILE).read_text(encoding="utf-8")
+    rules = list(json.loads(text)["banners"])
+    if extra:
+        try:
+            rules += list(json.loads(Path(extra).read_text(encoding="utf-8"))["banners"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ConfigError(
+                "burned_in_banners is not a readable banner file", field="burned_in_banners"
+            ) from None
+    for rule in rules:
+        regions = rule.get("regions")
+        if not isinstance(regions, list) or not all(len(r) == 4 for r in regions):
+            raise ConfigError("a banner rule has no valid regions", field="burned_in_banners")
+    return tuple(rules)
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword)
+    if value is None:
+        return ""
+    if not isinstance(value, str) and hasattr(value, "__iter__"):
+        return "\\".join(str(v) for v in value).upper()
+    return str(value).strip().upper()
+
+
+def banner_regions(ds: Dataset, extra: Path | None = None) -> list[tuple[int, int, int, int]]:
+    """Banner rectangles ``(x, y, width, height)`` of the rules that match ``ds``'s device and size."""
+    found: list[tuple[int, int, int, int]] = []
+    rows, cols = str(ds.get("Rows", "")), str(ds.get("Columns", ""))
+    for rule in _banner_rules(str(extra) if extra else None):
+        if "modality" in rule and _text(ds, "Modality") != str(rule["modality"]).upper():
+            continue
+        if "manufacturer" in rule and str(rule["manufacturer"]).upper() not in _text(ds, "Manufacturer"):
+            continue
+        if "model" in rule and str(rule["model"]).upper() not in _text(ds, "ManufacturerModelName"):
+            continue
+        if "image_type" in rule and str(rule["image_type"]).upper() not in _text(ds, "ImageType"):
+            continue
+        if "rows" in rule and str(rule["rows"]) != rows:
+            continue
+        if "columns" in rule and str(rule["columns"]) != cols:
+            continue
+        found += [tuple(int(v) for v in region) for region in rule["regions"]]  # type: ignore[attr-defined, misc]
+    return found
+
+
+def ocr_scale(rows: int, cols: int) -> int:
+    """The whole-number enlargement applied before OCR."""
+    return max(1, min(MAX_SCALE, round(OCR_SHORT_SIDE / max(1, min(rows, cols)))))
+
+
+def _flat(grey: np.ndarray, top: int, bottom: int, left: int, right: int) -> bool:
+    box = grey[max(0, top) : bottom, max(0, left) : right]
+    if box.size == 0:
+        return False
+    return int(np.bincount(box.ravel(), minlength=256).max()) >= FLAT_SHARE * box.size
+
+
+def text_rects(words: list[ocr.Word], scale: int, grey: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Padded boxes ``(top, bottom, left, right)`` in image pixels of the words that are text (see
+    :data:`MIN_CONF`); boxes on one line closer than a character height are joined, which covers
+    the gaps between words.
+
+    Args:
+        words: OCR words, boxes in the enlarged image.
+        scale: the enlargement.
+        grey: the 8-bit rendition at image size (for the flat-background test).
+    """
+    rows = grey.shape[0]
+    boxes = []
+    for w in words:
+        alnum = sum(c.isalnum() for c in w.text)
+        if w.conf < MIN_CONF or not alnum:
+            continue
+        top, left = w.top // scale, w.left // scale
+        bottom, right = -(-(w.top + w.height) // scale), -(-(w.left + w.width) // scale)
+        if not 3 <= bottom - top <= max(24, rows // 4):
+            continue
+        sure = w.conf >= SURE_CONF and alnum >= 2
+        if not sure and not _flat(grey, top, bottom, left, right):
+            continue
+        pad = max(2, (bottom - top + 3) // 4)
+        boxes.append([top - pad, bottom + pad, left - pad, right + pad])
+    return [tuple(b) for b in _join_lines(boxes)]  # type: ignore[misc]
+
+
+def _join_lines(boxes: list[list[int]]) -> list[list[int]]:
+    boxes = sorted(boxes, key=lambda b: (b[2], b[0]))
+    merged = True
+    while merged:
+        merged = False
+        for i, a in enumerate(boxes):
+            for j in range(i + 1, len(boxes)):
+                b = boxes[j]
+                overlap = min(a[1], b[1]) - max(a[0], b[0])
+                height = min(a[1] - a[0], b[1] - b[0])
+                gap = max(a[2], b[2]) - min(a[3], b[3])
+                if overlap >= 0.5 * height and gap <= height:
+                    a[:] = [min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3])]
+                    del boxes[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return boxes
+
+
+def _ocr_frame(
+    px: P.Pixels, ds: Dataset, frame: int, out: Redaction, first: dict[int, np.ndarray]
+) -> list[tuple[int, int, int, int]]:
+    grey = P.render(px, ds, frame)
+    rows, cols = grey.shape
+    scale = ocr_scale(rows, cols)
+    large = grey
+    if scale > 1:
+        large = np.asarray(Image.fromarray(grey).resize((cols * scale, rows * scale), Image.BICUBIC))
+    start = time.perf_counter()
+    words = ocr.read_all(large)
+    out.ocr_seconds += time.perf_counter() - start
+    out.ocr_calls += len(ocr.THRESHOLDING_METHODS)
+    # flatness is judged on the frame as it was before this run blanked anything in it: a blanked
+    # rectangle would make the speckle beside it look like a flat background
+    reference = first.setdefault(frame, grey)
+    return text_rects(words, scale, reference)
+
+
+def _sweep(
+    px: P.Pixels, ds: Dataset, frames: list[int], out: Redaction, first: dict[int, np.ndarray]
+) -> list[int]:
+    """OCR ``frames`` (identical frames once) and blank what is found; returns the frames changed."""
+    seen: dict[bytes, list[tuple[int, int, int, int]]] = {}
+    changed = []
+    for frame in frames:
+        key = hashlib.sha256(px.values[frame].tobytes()).digest()
+        rects = seen.get(key)
+        if rects is None:
+            rects = seen[key] = _ocr_frame(px, ds, frame, out, first)
+        if any([px.redact(frame, *r) for r in rects]):  # noqa: C419 - blank every rectangle
+            changed.append(frame)
+        else:
+            first.pop(frame, None)  # verified: its reference rendition is no longer needed
+    return changed
+
+
+def _risk_error(reason: str, message: str, risk: str) -> QuarantineError:
+    return QuarantineError(reason, message, field=risk)
+
+
+def clean_pixels(ds: Dataset, risk: str, extra_banners: Path | None = None) -> Redaction:
+    """Blank banners and OCR-found text in every frame of ``ds``, verify by OCR, write the pixels back.
+
+    Args:
+        ds: the dataset as read (identifiers still in the header: banners match on device fields).
+        risk: the tag that made the instance risky (named in a quarantine reason).
+        extra_banners: a site's own banner file, added to the shipped one.
+
+    Returns:
+        What was done; ``ds`` holds the redacted pixel data.
+
+    Raises:
+        QuarantineError: OCR unavailable, pixels not decodable or writable, or text remains.
+    """
+    if ocr.tesseract_path() is None:
+        raise _risk_error(
+            "burned_in_ocr_unavailable", "burned-in text risk and tesseract OCR is unavailable", risk
+        )
+    try:
+        px = P.load(ds)
+    except P.PixelsUnsupported as exc:
+        raise QuarantineError("burned_in_pixels_unsupported", str(exc), field=exc.field) from None
+    out = Redaction(px.source_ts, px.frames, mode=px.mode)
+    for x, y, width, height in banner_regions(ds, extra_banners):
+        for frame in range(px.frames):
+            out.banner_rects += px.redact(frame, y, y + height, x, x + width)
+    try:
+        todo, first = list(range(px.frames)), {}
+        while todo:
+            if out.rounds == MAX_ROUNDS:
+                raise _risk_error("burned_in_text_remains", "OCR still reads text after redaction", risk)
+            out.rounds += 1
+            todo = _sweep(px, ds, todo, out, first)
+    except ocr.OcrUnavailable:
+        raise _risk_error("burned_in_ocr_unavailable", "tesseract OCR failed", risk) from None
+    try:
+        out.transfer_syntax = P.save(ds, px)
+    except P.PixelsUnsupported as exc:
+        raise QuarantineError("burned_in_pixels_unsupported", str(exc), field=exc.field) from None
+    out.rects = px.rects
+    log.debug(
+        "burned-in text: %d rectangles in %d frames, %d OCR calls", len(px.rects), px.frames, out.ocr_calls
+    )
+    return out
+
+
+def handle_risk(ds: Dataset, risk: str, mode: str, extra_banners: Path | None = None) -> Redaction:
+    """The deid runner's hook for an instance at burned-in-text risk: redact it or quarantine it.
+
+    Raises:
+        QuarantineError: ``mode`` is ``quarantine``, or redaction failed closed.
+    """
+    if mode != "redact":
+        raise QuarantineError("burned_in_risk", f"pixel data at risk of burned-in text ({risk})", field=risk)
+    return clean_pixels(ds, risk, extra_banners)
+
+
+def mark_cleaned(ds: Dataset, redaction: Redaction) -> None:
+    """After header de-identification: BurnedInAnnotation NO, 113101 and a method line.
+
+    The run's shared marker elements are replaced in this dataset, never changed in place.
+    """
+    ds.add_new(0x00280301, "CS", "NO")
+    methods = ds.get("DeidentificationMethod") or []
+    methods = [methods] if isinstance(methods, str) else list(methods)
+    line = f"burned-in text blanked: OCR {ocr.tesseract_version()}"[:64]
+    ds.add_new(0x00120063, "LO", [str(m) for m in methods] + [line])
+    items = copy.deepcopy(list(ds.get("DeidentificationMethodCodeSequence") or []))
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = (
+        CLEAN_PIXEL_CODE[0],
+        "DCM",
+        CLEAN_PIXEL_CODE[1],
+    )
+    ds.add_new(0x00120064, "SQ", Sequence([*items, code]))
