@@ -178,7 +178,9 @@ def _deid(home: Path, src: Path, capsys: pytest.CaptureFixture[str]) -> dict:
 
 @needs_tesseract
 @pytest.mark.slow
-def test_cli_writes_redacted_us_and_sc_with_markers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_writes_redacted_us_and_sc_with_markers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     us, us_tokens = us_cine(2)
     sc, sc_tokens = sc_rgb()
     _write(us, tmp_path / "src" / "us.dcm")
