@@ -235,6 +235,7 @@ def _save_uncompressed(ds: Dataset, px: Pixels) -> UID:
     ds.PixelRepresentation = int(meta.get("pixel_representation", 0) or 0)  # type: ignore[call-overload]
     if px.source_ts not in LOSSLESS:
         ds.LossyImageCompression = "01"
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     return UID(ExplicitVRLittleEndian)
 
 
