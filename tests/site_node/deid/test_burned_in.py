@@ -237,3 +237,15 @@ def test_undecodable_pixels_are_quarantined(tmp_path: Path, capsys: pytest.Captu
     _write(ds, tmp_path / "src" / "jpegll.dcm")
     summary = _deid(make_home(tmp_path / "home"), tmp_path / "src", capsys)
     assert summary["quarantined"] == {"burned_in_pixels_unsupported": 1}
+
+
+def test_setting_is_validated_and_defaults_to_redact(tmp_path: Path) -> None:
+    from common.config import load_site_settings
+    from common.errors import ConfigError
+
+    home = make_home(tmp_path / "home")
+    assert load_site_settings(home).deid.burned_in_text == "redact"
+    assert 'burned_in_text = "redact"' in (home / "site.toml").read_text()
+    with pytest.raises(ConfigError) as err:
+        load_site_settings(home, deid={"burned_in_text": "ocr-maybe"})
+    assert "burned_in_text" in str(err.value)
