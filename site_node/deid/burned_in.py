@@ -24,7 +24,9 @@ import copy
 import hashlib
 import json
 import logging
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -50,13 +52,16 @@ MAX_ROUNDS = 4
 OCR_SHORT_SIDE = 720
 MAX_SCALE = 3
 #: A word with a letter or digit is text when OCR is sure of it (:data:`SURE_CONF`, two characters
-#: or more), or when OCR
-#: has some confidence (:data:`MIN_CONF`) and its box looks like an overlay: a flat background (one
-#: grey level covers :data:`FLAT_SHARE` of the box), as annotation text on black or on a banner has
-#: and ultrasound speckle, which OCR reads as short nonsense words, has not.
+#: or more), or when OCR has some confidence (:data:`MIN_CONF`) and its box looks like an overlay: a
+#: smooth background (at least :data:`FLAT_SHARE` of its pixels differ by at most
+#: :data:`SMOOTH_STEP` grey levels from their neighbours), as text on black, on a banner or on a
+#: gradient has and ultrasound speckle, which OCR reads as short nonsense words, has not.
 MIN_CONF = 10.0
 SURE_CONF = 80.0
-FLAT_SHARE = 0.35
+FLAT_SHARE = 0.4
+SMOOTH_STEP = 3
+#: Frames read at the same time (each a tesseract process limited to one thread).
+OCR_THREADS = max(1, min(4, os.cpu_count() or 1))
 CLEAN_PIXEL_CODE = ("113101", "Clean Pixel Data Option")
 
 
@@ -127,11 +132,22 @@ def ocr_scale(rows: int, cols: int) -> int:
     return max(1, min(MAX_SCALE, round(OCR_SHORT_SIDE / max(1, min(rows, cols)))))
 
 
+def enlarge(grey: np.ndarray, scale: int) -> np.ndarray:
+    """``grey`` enlarged ``scale`` times (bicubic), the size OCR reads."""
+    if scale <= 1:
+        return grey
+    rows, cols = grey.shape
+    return np.asarray(Image.fromarray(grey).resize((cols * scale, rows * scale), Image.Resampling.BICUBIC))
+
+
 def _flat(grey: np.ndarray, top: int, bottom: int, left: int, right: int) -> bool:
-    box = grey[max(0, top) : bottom, max(0, left) : right]
-    if box.size == 0:
+    """Whether the box's background is smooth: most pixels differ little from their neighbours
+    (text on black, on a banner or on a gradient), unlike speckle, which is rough everywhere."""
+    box = grey[max(0, top) : bottom + 1, max(0, left) : right + 1].astype(np.int16)
+    if box.shape[0] < 2 or box.shape[1] < 2:
         return False
-    return int(np.bincount(box.ravel(), minlength=256).max()) >= FLAT_SHARE * box.size
+    steps = np.maximum(np.abs(np.diff(box, axis=1))[:-1, :], np.abs(np.diff(box, axis=0))[:, :-1])
+    return float((steps <= SMOOTH_STEP).mean()) >= FLAT_SHARE
 
 
 def text_rects(words: list[ocr.Word], scale: int, grey: np.ndarray) -> list[tuple[int, int, int, int]]:
@@ -155,9 +171,10 @@ def text_rects(words: list[ocr.Word], scale: int, grey: np.ndarray) -> list[tupl
         if not 3 <= bottom - top <= max(24, rows // 4):
             continue
         sure = w.conf >= SURE_CONF and alnum >= 2
-        if not sure and not _flat(grey, top, bottom, left, right):
-            continue
         pad = max(2, (bottom - top + 3) // 4)
+        margin = 2 * pad  # judge the background around the word, not only between its strokes
+        if not sure and not _flat(grey, top - margin, bottom + margin, left - margin, right + margin):
+            continue
         boxes.append([top - pad, bottom + pad, left - pad, right + pad])
     return [tuple(b) for b in _join_lines(boxes)]  # type: ignore[misc]
 
@@ -183,37 +200,43 @@ def _join_lines(boxes: list[list[int]]) -> list[list[int]]:
     return boxes
 
 
-def _ocr_frame(
-    px: P.Pixels, ds: Dataset, frame: int, out: Redaction, first: dict[int, np.ndarray]
-) -> list[tuple[int, int, int, int]]:
+def _read_frame(px: P.Pixels, ds: Dataset, frame: int) -> tuple[np.ndarray, int, list[ocr.Word], float]:
     grey = P.render(px, ds, frame)
-    rows, cols = grey.shape
-    scale = ocr_scale(rows, cols)
-    large = grey
-    if scale > 1:
-        large = np.asarray(Image.fromarray(grey).resize((cols * scale, rows * scale), Image.BICUBIC))
+    scale = ocr_scale(*grey.shape)
     start = time.perf_counter()
-    words = ocr.read_all(large)
-    out.ocr_seconds += time.perf_counter() - start
-    out.ocr_calls += len(ocr.THRESHOLDING_METHODS)
-    # flatness is judged on the frame as it was before this run blanked anything in it: a blanked
-    # rectangle would make the speckle beside it look like a flat background
-    reference = first.setdefault(frame, grey)
-    return text_rects(words, scale, reference)
+    words = ocr.read_all(enlarge(grey, scale))
+    return grey, scale, words, time.perf_counter() - start
 
 
 def _sweep(
     px: P.Pixels, ds: Dataset, frames: list[int], out: Redaction, first: dict[int, np.ndarray]
 ) -> list[int]:
-    """OCR ``frames`` (identical frames once) and blank what is found; returns the frames changed."""
-    seen: dict[bytes, list[tuple[int, int, int, int]]] = {}
+    """OCR ``frames`` (identical frames once, :data:`OCR_THREADS` at a time) and blank what is found.
+
+    ``first`` keeps each changed frame's rendition from before this run blanked anything in it: the
+    flat-background test is judged on it (a blanked rectangle would make the speckle beside it look
+    flat). Returns the frames that changed.
+    """
+    keys = {frame: hashlib.sha256(px.values[frame].tobytes()).digest() for frame in frames}
+    unique: dict[bytes, int] = {}
+    for frame, key in keys.items():
+        unique.setdefault(key, frame)
+    if len(unique) > 1 and OCR_THREADS > 1:
+        with ThreadPoolExecutor(min(OCR_THREADS, len(unique))) as pool:
+            reads = list(pool.map(lambda f: _read_frame(px, ds, f), unique.values()))
+    else:
+        reads = [_read_frame(px, ds, f) for f in unique.values()]
+    found: dict[bytes, tuple[list[tuple[int, int, int, int]], np.ndarray]] = {}
+    for (key, frame), (grey, scale, words, seconds) in zip(unique.items(), reads, strict=True):
+        out.ocr_seconds += seconds
+        out.ocr_calls += len(ocr.THRESHOLDING_METHODS)
+        reference = first.get(frame, grey)
+        found[key] = (text_rects(words, scale, reference), reference)
     changed = []
-    for frame in frames:
-        key = hashlib.sha256(px.values[frame].tobytes()).digest()
-        rects = seen.get(key)
-        if rects is None:
-            rects = seen[key] = _ocr_frame(px, ds, frame, out, first)
+    for frame, key in keys.items():
+        rects, reference = found[key]
         if any([px.redact(frame, *r) for r in rects]):  # noqa: C419 - blank every rectangle
+            first.setdefault(frame, reference)
             changed.append(frame)
         else:
             first.pop(frame, None)  # verified: its reference rendition is no longer needed
@@ -251,7 +274,8 @@ def clean_pixels(ds: Dataset, risk: str, extra_banners: Path | None = None) -> R
         for frame in range(px.frames):
             out.banner_rects += px.redact(frame, y, y + height, x, x + width)
     try:
-        todo, first = list(range(px.frames)), {}
+        todo: list[int] = list(range(px.frames))
+        first: dict[int, np.ndarray] = {}
         while todo:
             if out.rounds == MAX_ROUNDS:
                 raise _risk_error("burned_in_text_remains", "OCR still reads text after redaction", risk)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -63,7 +64,7 @@ class Pixels:
     photometric: str
     mode: str  # native | reencode | uncompressed
     source_ts: UID
-    meta: dict[str, object]
+    meta: dict[str, Any]
     fill: np.ndarray = field(init=False)
     rects: list[Rect] = field(default_factory=list)
 
@@ -93,7 +94,7 @@ def _int(ds: Dataset, keyword: str, default: int = 0) -> int:
         return default
 
 
-def _decode(ds: Dataset, ts: UID, raw: bool) -> tuple[np.ndarray, dict[str, object]]:
+def _decode(ds: Dataset, ts: UID, raw: bool) -> tuple[np.ndarray, dict[str, Any]]:
     decoder = get_decoder(ts)
     if not decoder.is_available:
         raise PixelsUnsupported("no decoder installed for the transfer syntax", "(0002,0010)")
@@ -126,7 +127,7 @@ def load(ds: Dataset) -> Pixels:
         mode = "uncompressed"
     arr, meta = _decode(ds, ts, raw=mode != "uncompressed")
     samples = int(meta.get("samples_per_pixel", 1) or 1)
-    rows, cols = int(meta["rows"]), int(meta["columns"])  # type: ignore[call-overload]
+    rows, cols = int(meta["rows"]), int(meta["columns"])
     shape = (-1, rows, cols) + ((samples,) if samples > 1 else ())
     values = np.array(arr).reshape(shape)
     out = Pixels(values, str(meta.get("photometric_interpretation", photometric)), mode, ts, meta)
@@ -144,7 +145,7 @@ def _fill(px: Pixels, ds: Dataset) -> np.ndarray:
     if pi == "RGB":
         return np.zeros(values.shape[-1], dtype=values.dtype)
     if pi == "YBR_FULL":
-        mid = 1 << (int(px.meta.get("bits_stored", 8) or 8) - 1)  # type: ignore[call-overload]
+        mid = 1 << (int(px.meta.get("bits_stored", 8) or 8) - 1)
         return np.array([0, mid, mid], dtype=values.dtype)
     if pi == "PALETTE COLOR":
         indices = np.unique(values)
@@ -214,7 +215,7 @@ def _save_reencoded(ds: Dataset, px: Pixels) -> UID:
 
 def _save_uncompressed(ds: Dataset, px: Pixels) -> UID:
     meta = px.meta
-    bits = int(meta.get("bits_allocated", 8) or 8)  # type: ignore[call-overload]
+    bits = int(meta.get("bits_allocated", 8) or 8)
     data = px.values.astype(np.dtype(_DTYPES[bits])).tobytes()
     if len(data) % 2:
         data += b"\x00"
@@ -224,15 +225,15 @@ def _save_uncompressed(ds: Dataset, px: Pixels) -> UID:
             del ds[keyword]
     ds.add_new(0x7FE00010, "OB" if bits == 8 else "OW", data)
     ds.PhotometricInterpretation = px.photometric
-    ds.SamplesPerPixel = int(meta.get("samples_per_pixel", 1) or 1)  # type: ignore[call-overload]
+    ds.SamplesPerPixel = int(meta.get("samples_per_pixel", 1) or 1)
     if ds.SamplesPerPixel > 1:
         ds.PlanarConfiguration = 0
     elif "PlanarConfiguration" in ds:
         del ds["PlanarConfiguration"]
     ds.BitsAllocated = bits
-    ds.BitsStored = int(meta.get("bits_stored", bits) or bits)  # type: ignore[call-overload]
+    ds.BitsStored = int(meta.get("bits_stored", bits) or bits)
     ds.HighBit = ds.BitsStored - 1
-    ds.PixelRepresentation = int(meta.get("pixel_representation", 0) or 0)  # type: ignore[call-overload]
+    ds.PixelRepresentation = int(meta.get("pixel_representation", 0) or 0)
     if px.source_ts not in LOSSLESS:
         ds.LossyImageCompression = "01"
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
