@@ -175,8 +175,42 @@ def text_rects(words: list[ocr.Word], scale: int, grey: np.ndarray) -> list[tupl
         margin = 2 * pad  # judge the background around the word, not only between its strokes
         if not sure and not _flat(grey, top - margin, bottom + margin, left - margin, right + margin):
             continue
+        left, right = _extend_line(grey, max(0, top), bottom, left, right)
         boxes.append([top - pad, bottom + pad, left - pad, right + pad])
     return [tuple(b) for b in _join_lines(boxes)]  # type: ignore[misc]
+
+
+def _extend_line(grey: np.ndarray, top: int, bottom: int, left: int, right: int) -> tuple[int, int]:
+    """Widen a word's box along its line over glyphs OCR did not read (an ID beside a date it read).
+
+    A column of the line's band is blank when it is uniform from top to bottom (black, a banner, a
+    horizontal gradient) and inked otherwise. The box grows over inked runs no wider than two line
+    heights separated by blank gaps no wider than one and a half: the shape of characters. Speckle
+    is inked everywhere, so growth stops at its edge.
+    """
+    band = grey[top:bottom].astype(np.int16)
+    if band.shape[0] < 2:
+        return left, right
+    inked = (band.max(axis=0) - band.min(axis=0)) > 2 * SMOOTH_STEP
+    height = bottom - top
+
+    def reach(start: int, step: int) -> int:
+        edge, x, gap, run = start - min(step, 0), start, 0, 0
+        while 0 <= x < inked.size:
+            if inked[x]:
+                run, gap = run + 1, 0
+                if run > 2 * height:
+                    return edge
+            else:
+                if run:
+                    edge = x if step > 0 else x + 1
+                run, gap = 0, gap + 1
+                if gap > 1.5 * height:
+                    return edge
+            x += step
+        return (inked.size if step > 0 else 0) if run else edge
+
+    return min(left, reach(left - 1, -1)), max(right, reach(right, 1))
 
 
 def _join_lines(boxes: list[list[int]]) -> list[list[int]]:
