@@ -347,8 +347,10 @@ def mark_cleaned(ds: Dataset, redaction: Redaction) -> None:
     ds.add_new(0x00280301, "CS", "NO")
     methods = ds.get("DeidentificationMethod") or []
     methods = [methods] if isinstance(methods, str) else list(methods)
-    line = f"burned-in text blanked: OCR {ocr.tesseract_version()}"[:64]
-    ds.add_new(0x00120063, "LO", [str(m) for m in methods] + [line])
+    lines = [f"burned-in text: {len(redaction.rects)} areas blanked ({ocr.tesseract_version()})"[:64]]
+    if redaction.rects and redaction.mode == "uncompressed":
+        lines.append("pixel data decompressed to Explicit VR Little Endian")
+    ds.add_new(0x00120063, "LO", [str(m) for m in methods] + lines)
     items = copy.deepcopy(list(ds.get("DeidentificationMethodCodeSequence") or []))
     code = Dataset()
     code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = (
