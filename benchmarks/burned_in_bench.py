@@ -27,6 +27,7 @@ import argparse
 import io
 import json
 import re
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -232,7 +233,8 @@ def _table(cases: list[Case], title: str) -> list[str]:
     blanked = np.median([c.blanked for c in written]) if written else 0.0
     header = (
         "| setting | written | quarantined | planted tokens readable before -> after "
-        "| pixels changed outside rectangles | median image share blanked | OCR s/frame | other s/frame |"
+        "| pixels changed outside rectangles | median image share blanked "
+        "| OCR s/frame (wall) | other s/frame |"
     )
     share = f"{len(written)}/{n} ({100 * len(written) / max(1, n):.0f} %)"
     redact = (
@@ -254,6 +256,7 @@ def main() -> None:
     for cases in groups.values():
         for case in cases:
             run_case(case)
+            print(f"{case.name}: {case.outcome} {case.reason} {case.total_s:.1f} s", file=sys.stderr)
     lines = []
     for title, cases in groups.items():
         lines += _table(cases, title)

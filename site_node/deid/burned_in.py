@@ -56,7 +56,7 @@ MAX_SCALE = 3
 #: smooth background (at least :data:`FLAT_SHARE` of its pixels differ by at most
 #: :data:`SMOOTH_STEP` grey levels from their neighbours), as text on black, on a banner or on a
 #: gradient has and ultrasound speckle, which OCR reads as short nonsense words, has not.
-MIN_CONF = 10.0
+MIN_CONF = 0.0
 SURE_CONF = 80.0
 FLAT_SHARE = 0.4
 SMOOTH_STEP = 3
@@ -172,8 +172,10 @@ def text_rects(words: list[ocr.Word], scale: int, grey: np.ndarray) -> list[tupl
             continue
         sure = w.conf >= SURE_CONF and alnum >= 2
         pad = max(2, (bottom - top + 3) // 4)
-        margin = 2 * pad  # judge the background around the word, not only between its strokes
-        if not sure and not _flat(grey, top - margin, bottom + margin, left - margin, right + margin):
+        # judge the background beside the word on its line, not only between its strokes (above
+        # and below a line of annotation there may be image)
+        margin = 2 * pad
+        if not sure and not _flat(grey, top - 1, bottom + 1, left - margin, right + margin):
             continue
         left, right = _extend_line(grey, max(0, top), bottom, left, right)
         boxes.append([top - pad, bottom + pad, left - pad, right + pad])
@@ -234,12 +236,10 @@ def _join_lines(boxes: list[list[int]]) -> list[list[int]]:
     return boxes
 
 
-def _read_frame(px: P.Pixels, ds: Dataset, frame: int) -> tuple[np.ndarray, int, list[ocr.Word], float]:
+def _read_frame(px: P.Pixels, ds: Dataset, frame: int) -> tuple[np.ndarray, int, list[ocr.Word]]:
     grey = P.render(px, ds, frame)
     scale = ocr_scale(*grey.shape)
-    start = time.perf_counter()
-    words = ocr.read_all(enlarge(grey, scale))
-    return grey, scale, words, time.perf_counter() - start
+    return grey, scale, ocr.read_all(enlarge(grey, scale))
 
 
 def _sweep(
@@ -255,14 +255,15 @@ def _sweep(
     unique: dict[bytes, int] = {}
     for frame, key in keys.items():
         unique.setdefault(key, frame)
+    start = time.perf_counter()
     if len(unique) > 1 and OCR_THREADS > 1:
         with ThreadPoolExecutor(min(OCR_THREADS, len(unique))) as pool:
             reads = list(pool.map(lambda f: _read_frame(px, ds, f), unique.values()))
     else:
         reads = [_read_frame(px, ds, f) for f in unique.values()]
+    out.ocr_seconds += time.perf_counter() - start  # wall time of rendering + OCR of these frames
     found: dict[bytes, tuple[list[tuple[int, int, int, int]], np.ndarray]] = {}
-    for (key, frame), (grey, scale, words, seconds) in zip(unique.items(), reads, strict=True):
-        out.ocr_seconds += seconds
+    for (key, frame), (grey, scale, words) in zip(unique.items(), reads, strict=True):
         out.ocr_calls += len(ocr.THRESHOLDING_METHODS)
         reference = first.get(frame, grey)
         found[key] = (text_rects(words, scale, reference), reference)
