@@ -51,19 +51,23 @@ SOURCES = [
 ]
 
 
-def make_home(path: Path, cleared: list[str] | None = None, burned_in_text: str | None = None) -> Path:
-    """An initialised site home whose key is the fixed test key (``burned_in_text``: redact|quarantine)."""
+def make_home(path: Path, cleared: list[str] | None = None) -> Path:
+    """An initialised site home whose key is the fixed test key."""
     init_home(path, "site-a")
     write_key(path / "phi", TEST_KEY, overwrite=True)
-    toml = path / "site.toml"
     if cleared is not None:
+        toml = path / "site.toml"
         toml.write_text(
             toml.read_text().replace("cleared_burned_in = []", f"cleared_burned_in = {json.dumps(cleared)}")
         )
-    if burned_in_text is not None:
-        text = toml.read_text().replace('burned_in_text = "redact"', f'burned_in_text = "{burned_in_text}"')
-        toml.write_text(text)
     return path
+
+
+def quarantine_burned_in(home: Path) -> Path:
+    """Switch ``home`` to ``[deid] burned_in_text = "quarantine"`` (every at-risk instance set aside)."""
+    toml = home / "site.toml"
+    toml.write_text(toml.read_text().replace('burned_in_text = "redact"', 'burned_in_text = "quarantine"'))
+    return home
 
 
 def plant(ds: Dataset, patient_id: str = PLANTED["PatientID"], study_uid: str | None = None) -> Dataset:

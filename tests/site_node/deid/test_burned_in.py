@@ -22,7 +22,7 @@ from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, RLELossless
 from site_node.deid import burned_in, ocr
 from site_node.deid import pixels as P
 from site_node.synthetic import text_images as T
-from tests.site_node.deid.conftest import make_home, run_cli
+from tests.site_node.deid.conftest import make_home, quarantine_burned_in, run_cli
 
 needs_tesseract = pytest.mark.skipif(
     ocr.tesseract_path() is None, reason="tesseract-ocr is not installed (Debian package tesseract-ocr)"
@@ -204,7 +204,7 @@ def test_cli_fails_closed_without_tesseract_and_in_quarantine_mode(
 ) -> None:
     sc, _ = sc_rgb()
     _write(sc, tmp_path / "src" / "sc.dcm")
-    strict = make_home(tmp_path / "strict", burned_in_text="quarantine")
+    strict = quarantine_burned_in(make_home(tmp_path / "strict"))
     assert _deid(strict, tmp_path / "src", capsys)["quarantined"] == {"burned_in_risk": 1}
     empty = tmp_path / "no-tools"
     empty.mkdir()
