@@ -140,14 +140,29 @@ def enlarge(grey: np.ndarray, scale: int) -> np.ndarray:
     return np.asarray(Image.fromarray(grey).resize((cols * scale, rows * scale), Image.Resampling.BICUBIC))
 
 
-def _flat(grey: np.ndarray, top: int, bottom: int, left: int, right: int) -> bool:
-    """Whether the box's background is smooth: most pixels differ little from their neighbours
-    (text on black, on a banner or on a gradient), unlike speckle, which is rough everywhere."""
-    box = grey[max(0, top) : bottom + 1, max(0, left) : right + 1].astype(np.int16)
+def _smooth(box: np.ndarray) -> np.ndarray:
+    """Per pixel: differs by at most :data:`SMOOTH_STEP` from its right and lower neighbours."""
+    box = box.astype(np.int16)
     if box.shape[0] < 2 or box.shape[1] < 2:
-        return False
+        return np.zeros(0, dtype=bool)
     steps = np.maximum(np.abs(np.diff(box, axis=1))[:-1, :], np.abs(np.diff(box, axis=0))[:, :-1])
-    return float((steps <= SMOOTH_STEP).mean()) >= FLAT_SHARE
+    return (steps <= SMOOTH_STEP).ravel()
+
+
+def _flat(grey: np.ndarray, top: int, bottom: int, left: int, right: int, margin: int) -> bool:
+    """Whether the word's background is smooth, judged on its box with a one-pixel rim, or on the
+    strips beside it on its line (a long word in capitals leaves little background inside its box):
+    text on black, on a banner or on a gradient, unlike speckle, which is rough everywhere."""
+    top, left = max(0, top), max(0, left)
+    inside = _smooth(grey[max(0, top - 1) : bottom + 1, max(0, left - margin) : right + margin])
+    if inside.size and float(inside.mean()) >= FLAT_SHARE:
+        return True
+    sides = [
+        _smooth(grey[top:bottom, max(0, left - margin) : left]),
+        _smooth(grey[top:bottom, right : right + margin]),
+    ]
+    sides = [side for side in sides if side.size]  # both sides when both exist: a word at the edge
+    return bool(sides) and all(float(side.mean()) >= FLAT_SHARE for side in sides)  # of speckle is not
 
 
 def text_rects(words: list[ocr.Word], scale: int, grey: np.ndarray) -> list[tuple[int, int, int, int]]:
@@ -172,10 +187,8 @@ def text_rects(words: list[ocr.Word], scale: int, grey: np.ndarray) -> list[tupl
             continue
         sure = w.conf >= SURE_CONF and alnum >= 2
         pad = max(2, (bottom - top + 3) // 4)
-        # judge the background beside the word on its line, not only between its strokes (above
-        # and below a line of annotation there may be image)
-        margin = 2 * pad
-        if not sure and not _flat(grey, top - 1, bottom + 1, left - margin, right + margin):
+        # the background is judged on the word's line, not above or below it (there may be image)
+        if not sure and not _flat(grey, top, bottom, left, right, 2 * pad):
             continue
         left, right = _extend_line(grey, max(0, top), bottom, left, right)
         boxes.append([top - pad, bottom + pad, left - pad, right + pad])
