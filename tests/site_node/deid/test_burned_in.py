@@ -268,3 +268,14 @@ def test_synthetic_site_captures_lose_every_burned_digit(text: str) -> None:
     burned_in.clean_pixels(ds, "(0028,0301)")
     band = P.load(ds).values[0, 2:16]
     assert not (band == 255).any(), "a white digit pixel is left"
+
+
+@needs_tesseract
+def test_device_banner_blanked_in_every_frame_whatever_ocr_finds() -> None:
+    image = T.TextImage(T.screen_frames(600, 800))
+    image.frames[:, :59, :] = 90  # a grey banner (no text OCR could read)
+    ds = T.dataset(np.repeat(image.frames, 2, axis=0), "US")
+    ds.Manufacturer, ds.ManufacturerModelName = "Philips Medical Systems", "CX50"
+    result = burned_in.clean_pixels(_roundtrip(ds), "(0008,0060)")
+    assert result.banner_rects == 2
+    assert {(0, 0, 59, 0, 800), (1, 0, 59, 0, 800)} <= set(result.rects)
