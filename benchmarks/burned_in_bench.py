@@ -42,6 +42,7 @@ from pydicom.dataset import Dataset
 from site_node.deid import burned_in, ocr
 from site_node.deid import pixels as P
 from site_node.deid.engine import QuarantineError
+from site_node.deid.writer import encode_file
 from site_node.synthetic import text_images as T
 
 warnings.simplefilter("ignore")
@@ -204,7 +205,7 @@ def run_case(case: Case) -> None:
         return
     case.total_s, case.ocr_s = time.perf_counter() - start, result.ocr_seconds
     case.outcome = "written"
-    out = pydicom.dcmread(io.BytesIO(_bytes(ds)))
+    out = pydicom.dcmread(io.BytesIO(encode_file(ds)))  # as the deid runner writes it
     after = P.load(out).values
     inside = np.zeros(after.shape[:3], dtype=bool)
     for frame, top, bottom, left, right in result.rects:

@@ -363,7 +363,7 @@ def mark_cleaned(ds: Dataset, redaction: Redaction) -> None:
     methods = [methods] if isinstance(methods, str) else list(methods)
     lines = [f"burned-in text: {len(redaction.rects)} areas blanked ({ocr.tesseract_version()})"[:64]]
     if redaction.rects and redaction.mode == "uncompressed":
-        lines.append("pixel data decompressed to Explicit VR Little Endian")
+        lines.append("pixel data rewritten as Explicit VR Little Endian")
     ds.add_new(0x00120063, "LO", [str(m) for m in methods] + lines)
     items = copy.deepcopy(list(ds.get("DeidentificationMethodCodeSequence") or []))
     code = Dataset()
