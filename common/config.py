@@ -87,6 +87,11 @@ class DeidOptions(BaseModel):
     clean_graphics: bool = False
     #: Modalities / SOP classes the site has reviewed and clears of burned-in-text risk.
     cleared_burned_in: list[str] = Field(default_factory=list)
+    #: What to do with instances at risk of burned-in text: OCR and redact them (fail closed), or
+    #: quarantine them all for review.
+    burned_in_text: Literal["redact", "quarantine"] = "redact"
+    #: Extra device banner regions (same JSON shape as ``site_node/deid/data/burned_in_banners.json``).
+    burned_in_banners: Path | None = None
     #: Newer PS3.15 table (same JSON shape as the shipped one); None uses the shipped edition.
     profile_table: Path | None = None
 

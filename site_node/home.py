@@ -85,6 +85,8 @@ def init_home(
             "# PS3.15 options; defaults: modified dates, patient characteristics,",
             "# device identity, clean descriptors.",
             "cleared_burned_in = []",
+            '# "redact": OCR finds burned-in text and blanks it (else quarantine); "quarantine": all',
+            'burned_in_text = "redact"',
             "",
             "[approved_jobs]",
             "# template = \"sha256 of the job folder\" (see 'site-node job approve')",

@@ -21,6 +21,7 @@ from pydicom.uid import UID, AllTransferSyntaxes, DeflatedExplicitVRLittleEndian
 
 from common import __version__
 from common.crypto import sha256_hex
+from site_node.deid import burned_in
 from site_node.deid.engine import DeidContext, QuarantineError, deidentify
 from site_node.deid.risk import burned_in_risk
 from site_node.deid.writer import encode_file
@@ -231,9 +232,14 @@ def deidentify_bytes(raw: bytes, ctx: DeidContext) -> tuple[bytes, Path, str, di
     ds = read_dataset(raw)
     ts = str(ds.file_meta.TransferSyntaxUID)
     risk = burned_in_risk(ds, ctx.options.cleared_burned_in)
-    if risk:
-        raise QuarantineError("burned_in_risk", f"pixel data at risk of burned-in text ({risk})", field=risk)
+    redaction = None
+    if risk:  # burned-in text: OCR redaction or quarantine (site_node/deid/burned_in.py)
+        opts = ctx.options
+        redaction = burned_in.handle_risk(ds, risk, opts.burned_in_text, opts.burned_in_banners)
+        ts = str(redaction.transfer_syntax)
     result = deidentify(ds, ctx)
+    if redaction is not None:
+        burned_in.mark_cleaned(ds, redaction)
     ds.file_meta = _file_meta(ds, ts)
     try:
         data = encode_file(ds)

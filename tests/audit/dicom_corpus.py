@@ -98,7 +98,7 @@ class CorpusFile:
     sop_uid: str
     study_uid: str
     series_uid: str
-    expect: str  # "written" | "quarantined"
+    expect: str  # "written" | "quarantined" | "burned_in" (OCR-redacted and written, or quarantined)
     native_pixels: bool = False
     refs: list[str] = field(default_factory=list)  # SOP Instance UIDs of other corpus files it references
 
@@ -267,12 +267,12 @@ BASES: list[tuple[str, str, str, bool]] = [
     ("test-SR.dcm", "keep", "written", False),
     ("reportsi.dcm", "keep", "written", False),
     ("examples_overlay.dcm", "keep", "written", True),
-    # burned-in risk: ultrasound and secondary capture must be quarantined
-    ("ExplVR_BigEnd.dcm", "keep", "quarantined", False),
-    ("examples_palette.dcm", "keep", "quarantined", False),
-    ("SC_rgb_rle.dcm", "keep", "quarantined", False),
-    ("JPEG-lossy.dcm", "keep", "quarantined", False),
-    ("image_dfl.dcm", "keep", "quarantined", False),
+    # burned-in risk (ultrasound, secondary capture): OCR-redacted and written, or quarantined
+    ("ExplVR_BigEnd.dcm", "keep", "burned_in", False),
+    ("examples_palette.dcm", "keep", "burned_in", False),
+    ("SC_rgb_rle.dcm", "keep", "burned_in", False),
+    ("JPEG-lossy.dcm", "keep", "burned_in", False),
+    ("image_dfl.dcm", "keep", "burned_in", False),
 ]
 
 
@@ -339,7 +339,7 @@ def build_corpus(root: Path) -> list[CorpusFile]:
         path = root / f"{p.family}^{p.given}" / "risk" / f"{p.family}_risk_{k}.dcm"
         _write(ds, path, "keep")
         files.append(
-            CorpusFile(path, p, ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID, "quarantined")
+            CorpusFile(path, p, ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID, "burned_in")
         )
     return files
 

@@ -97,7 +97,17 @@ def test_expected_outcome_per_file(run: dict[str, Any], index: int) -> None:
     f: CorpusFile = run["files"][index]
     row = run["journal"].get(_sha(f.path))
     assert row is not None, f"no journal row for corpus file {index}"
-    assert row["outcome"] == f.expect, (index, row["reason"], row["detail"])
+    if f.expect != "burned_in":
+        assert row["outcome"] == f.expect, (index, row["reason"], row["detail"])
+        return
+    # burned-in text risk: written only with its pixels cleaned and said so, else quarantined (fail closed)
+    if row["outcome"] == "quarantined":
+        assert row["reason"].startswith("burned_in_"), (index, row["reason"])
+        return
+    assert row["outcome"] == "written", (index, row["reason"])
+    ds = pydicom.dcmread(run["home"] / "export" / "dicom" / row["output_path"])
+    assert ds.BurnedInAnnotation == "NO"
+    assert "113101" in {item.CodeValue for item in ds.DeidentificationMethodCodeSequence}
 
 
 def _leak_params() -> list[Any]:

@@ -63,6 +63,13 @@ def make_home(path: Path, cleared: list[str] | None = None) -> Path:
     return path
 
 
+def quarantine_burned_in(home: Path) -> Path:
+    """Switch ``home`` to ``[deid] burned_in_text = "quarantine"`` (every at-risk instance set aside)."""
+    toml = home / "site.toml"
+    toml.write_text(toml.read_text().replace('burned_in_text = "redact"', 'burned_in_text = "quarantine"'))
+    return home
+
+
 def plant(ds: Dataset, patient_id: str = PLANTED["PatientID"], study_uid: str | None = None) -> Dataset:
     """Plant the PHI values (and a private tag) into ``ds``."""
     for keyword, value in PLANTED.items():

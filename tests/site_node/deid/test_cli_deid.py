@@ -14,7 +14,15 @@ from sqlalchemy import select
 from site_node.db import ingest_journal, run_audit
 from site_node.deid.private import unsafe_private_tags
 from site_node.home import open_site
-from tests.site_node.deid.conftest import PLANTED, PRIVATE_VALUE, make_home, plant, run_cli, sample
+from tests.site_node.deid.conftest import (
+    PLANTED,
+    PRIVATE_VALUE,
+    make_home,
+    plant,
+    quarantine_burned_in,
+    run_cli,
+    sample,
+)
 
 ORIGINAL_UIDS = ["1.2.826.0.1.3680043.9.7777.0", "1.2.826.0.1.3680043.9.7777.1"]
 
@@ -205,12 +213,12 @@ def test_burned_in_risk_is_quarantined_unless_cleared(tmp_path: Path, capsys) ->
     us = plant(sample("CT_small.dcm"))
     us.Modality, us.SOPInstanceUID = "US", "1.2.826.0.1.3680043.9.5555.9"
     us.save_as(src / "us.dcm", enforce_file_format=True)
-    strict = make_home(tmp_path / "strict")
+    strict = quarantine_burned_in(make_home(tmp_path / "strict"))
     summary = _deid(strict, src, capsys)
     assert summary["quarantined"] == {"burned_in_risk": 2}
     reasons = [json.loads(p.read_text()) for p in (strict / "quarantine").rglob("*.json")]
     assert {r["field"] for r in reasons} == {"(0028,0301)", "(0008,0060)"}
-    cleared = make_home(tmp_path / "cleared", ["US"])
+    cleared = quarantine_burned_in(make_home(tmp_path / "cleared", ["US"]))
     assert _deid(cleared, src, capsys)["quarantined"] == {"burned_in_risk": 1}
 
 
