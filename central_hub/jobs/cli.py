@@ -67,6 +67,10 @@ def submit(
     sites: Annotated[str, typer.Option("--sites", help="Comma-separated site names.")],
     param: Annotated[list[str] | None, typer.Option("--param", help="name=value (repeatable).")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Poll until the job ends.")] = False,
+    project: Annotated[
+        str | None,
+        typer.Option("--project", help="Project the job belongs to (sites check their approval of it)."),
+    ] = None,
     home: HomeOption = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -82,6 +86,7 @@ def submit(
             template,
             parse_params(param or []),
             [s.strip() for s in sites.split(",") if s.strip()],
+            project=project,
         )
         while wait and job.state in ("submitted", "running"):
             time.sleep(2)

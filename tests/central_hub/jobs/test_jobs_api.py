@@ -218,3 +218,20 @@ def test_simulator_runner_refuses_sites_without_a_home(hub_settings: Any) -> Non
 
     with pytest.raises(InputError, match="no home configured"):
         SimulatorRunner(hub_settings).start("j1", "seg3d", {}, ["site-z"])
+
+
+def test_cli_submit_in_a_project_is_refused_until_the_sites_approve(
+    hub_settings: Any, fake_runner: FakeRunner, capsys: pytest.CaptureFixture
+) -> None:
+    from central_hub.cli import main
+    from central_hub.db import session_factory
+    from central_hub.projects import service
+
+    with session_factory(hub_settings.database_url)() as session:
+        service.create_project(session, "operator-study", None, ["site-a"])
+        session.commit()
+    argv = ["job", "submit", "seg3d", "--sites", "site-a", "--project", "operator-study"]
+    with pytest.raises(SystemExit) as refused:
+        main([*argv, "--home", str(hub_settings.home)])
+    assert refused.value.code not in (0, None)
+    assert "site-a" in capsys.readouterr().err
