@@ -47,14 +47,22 @@ class RecordingRunner:
 
 
 @pytest.fixture
-def runner(monkeypatch: pytest.MonkeyPatch, hub_settings: Any) -> RecordingRunner:
+def runner(monkeypatch: pytest.MonkeyPatch, hub_settings: Any, tokens: Any) -> RecordingRunner:
+    from tests.central_hub.jobs.test_jobs_api import approve_project
+
     recording = RecordingRunner(hub_settings)
     monkeypatch.setattr(service, "get_runner", lambda settings: recording)
+    approve_project(hub_settings, "study", "researcher-user", ["site-a", "site-b"], ["seg3d", "evaluate"])
     return recording
 
 
 def _train(client: Any, tokens: Any, rounds: int = 2, **params: Any) -> str:
-    body = {"template": "seg3d", "sites": ["site-a", "site-b"], "params": {"rounds": rounds, **params}}
+    body = {
+        "template": "seg3d",
+        "sites": ["site-a", "site-b"],
+        "params": {"rounds": rounds, **params},
+        "project": "study",
+    }
     job_id = client.post("/jobs", json=body, headers=tokens.headers("researcher")).json()["id"]
     assert client.get(f"/jobs/{job_id}", headers=tokens.headers("researcher")).json()["state"] == "finished"
     return job_id
@@ -151,6 +159,6 @@ def test_evaluate_jobs_name_a_registry_model(
     client: Any, tokens: Any, runner: RecordingRunner, params: dict, status: int
 ) -> None:
     _train(client, tokens)
-    body = {"template": "evaluate", "sites": ["site-a"], "params": params}
+    body = {"template": "evaluate", "sites": ["site-a"], "params": params, "project": "study"}
     r = client.post("/jobs", json=body, headers=tokens.headers("researcher"))
     assert r.status_code == status, r.text
