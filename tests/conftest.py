@@ -82,6 +82,12 @@ def postgres_url() -> Iterator[str]:
     yield from fresh_postgres_database()
 
 
+@pytest.fixture
+def fresh_postgres_url() -> Iterator[str]:
+    """A PostgreSQL database of this test alone (a site and a hub each keep their own alembic_version)."""
+    yield from fresh_postgres_database()
+
+
 def run_site_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     """Call ``site-node ARGS`` in-process as a user would; return (exit code, stdout, stderr)."""
     from site_node.cli import main

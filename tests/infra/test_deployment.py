@@ -7,6 +7,7 @@ in a ``finally`` (by pid, descendants included) and every wait is bounded.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import subprocess
@@ -274,6 +275,32 @@ def _hub(dep: Deployment, method: str, path: str, token: str, body: dict | None 
         return reply.read()
 
 
+def _project_approved_by_the_sites(dep: Deployment, token: str, member: str) -> None:
+    """Project 'deploy' with ``member``; an access request for seg3d that each site admin approves
+    at the site with ``site-node requests approve`` (over the site's outbound link to the hub)."""
+    hub_home = ["--home", str(dep.hub_home)]
+    site_tokens = {
+        site: json.loads(
+            _cli("central-hub", "site", "add", site, "--country", "DE", *hub_home, "--json", env=dep.env)
+        )["token"]
+        for site in SITES
+    }
+    _cli("central-hub", "project", "create", "deploy", "--sites", ",".join(SITES), *hub_home, env=dep.env)
+    _cli("central-hub", "project", "add-member", "deploy", "--token-name", member, *hub_home, env=dep.env)
+    request = {
+        "project": "deploy",
+        "sites": list(SITES),
+        "templates": ["seg3d"],
+        "justification": "deployment test",
+    }
+    filed = json.loads(_hub(dep, "POST", "/access-requests", token, request))
+    hub = f"http://127.0.0.1:{dep.hub_port}"
+    until = (dt.date.today() + dt.timedelta(days=30)).isoformat()
+    for site, home in dep.site_homes.items():
+        link = ["--hub", hub, "--token", site_tokens[site], "--home", str(home)]
+        _cli("site-node", "requests", "approve", str(filed["id"]), "--until", until, *link, env=dep.env)
+
+
 def _run_seg3d_through_hub(dep: Deployment) -> bytes:
     """The researcher submits seg3d through the hub's job API; the hub's production runner uses the
     Session API with the operator kit; each site checks its approval and filters what leaves."""
@@ -293,9 +320,9 @@ def _run_seg3d_through_hub(dep: Deployment) -> bytes:
             env=dep.env,
         )
     )["token"]
-    job = json.loads(
-        _hub(dep, "POST", "/jobs", token, {"template": "seg3d", "sites": list(SITES), "params": SEG3D_PARAMS})
-    )
+    _project_approved_by_the_sites(dep, token, "alice")
+    body = {"template": "seg3d", "sites": list(SITES), "params": SEG3D_PARAMS, "project": "deploy"}
+    job = json.loads(_hub(dep, "POST", "/jobs", token, body))
     dep.tracker.snapshot()
     final = wait_until(
         lambda: _terminal(json.loads(_hub(dep, "GET", f"/jobs/{job['id']}", token))),

@@ -181,8 +181,9 @@ def test_kill_9_then_rerun_gives_the_rows_of_one_clean_run(tmp_path: Path) -> No
     )
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     init_home(killed, "site-a", mrn_system=MRN_SYSTEM)
-    init_home(clean, "site-a", mrn_system=MRN_SYSTEM)
+    (clean / "phi").mkdir(parents=True, mode=0o700)
     shutil.copy(killed / "phi" / "site.key", clean / "phi" / "site.key")  # same key: same ids
+    init_home(clean, "site-a", mrn_system=MRN_SYSTEM)  # init keeps a key it finds
     cmd = [
         sys.executable,
         "-c",

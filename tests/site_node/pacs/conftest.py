@@ -84,12 +84,23 @@ def site_cli(
 
 
 def init_site(
-    home: Path, orthanc: Orthanc, scp_port: int, aet: str = "ORTHANC", extra_toml: str = ""
+    home: Path,
+    orthanc: Orthanc,
+    scp_port: int,
+    aet: str = "ORTHANC",
+    extra_toml: str = "",
+    key: bytes | None = None,
 ) -> None:
-    """Initialise a site home whose [pacs] port is ``scp_port`` and add ``orthanc`` as node ``pacs1``."""
+    """Initialise a site home whose [pacs] port is ``scp_port`` and add ``orthanc`` as node ``pacs1``.
+
+    ``key``, when given, is written before init (init keeps it and stores its check value).
+    """
+    from common.crypto import write_key
     from site_node.home import init_home, open_site
     from site_node.pacs.nodes import PacsNode, add_node
 
+    if key is not None:
+        write_key(home / "phi", key)
     init_home(home, "site-a")
     toml = home / "site.toml"
     toml.write_text(

@@ -11,7 +11,7 @@ from site_node.pacs.nodes import PacsNode, add_node, get_node, list_nodes, node_
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def site(request, tmp_path):
-    db_url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+    db_url = request.getfixturevalue("fresh_postgres_url") if request.param == "postgresql" else None
     home = tmp_path / "home"
     init_home(home, "site-a", db_url=db_url)
     return open_site(home)

@@ -84,8 +84,7 @@ def test_dicomweb_pull_matches_dimse_output(tmp_path, make_orthanc, scp_port, st
     outputs = {}
     for via in ("dimse", "dicomweb"):
         home = tmp_path / via
-        init_site(home, orthanc, scp_port)
-        (home / "phi" / "site.key").write_bytes(bytes(range(32)))  # same key: same pseudonyms and paths
+        init_site(home, orthanc, scp_port, key=bytes(range(32)))  # same key: same pseudonyms and paths
         result = site_cli(
             home, "pacs", "pull", "pacs1", "--accessions", str(accessions), "--via", via, "--json"
         )
