@@ -34,22 +34,35 @@ class Lesion:
     slices: tuple[int, ...] = ()  # indices (slice order) of the source images the lesion is on
 
 
+def _label(foreground: np.ndarray) -> tuple[np.ndarray, int]:
+    """26-connected labels, computed on the foreground's bounding box only (masks are sparse)."""
+    labels = np.zeros(foreground.shape, dtype=np.int32)
+    axes = [np.flatnonzero(foreground.any(axis=tuple(a for a in range(3) if a != k))) for k in range(3)]
+    if not all(len(a) for a in axes):
+        return labels, 0
+    box = tuple(slice(int(a[0]), int(a[-1]) + 1) for a in axes)
+    labels[box], count = ndimage.label(foreground[box], structure=np.ones((3, 3, 3), dtype=bool))
+    return labels, int(count)
+
+
 def split_lesions(mask: np.ndarray, voxel_ml: float) -> tuple[np.ndarray, list[Lesion]]:
     """Label connected lesions (26-connectivity), largest first, at most ``MAX_SEGMENTS``.
 
     Returns:
         A label volume (0 background, 1..n lesion numbers) and the lesions.
     """
-    labels, count = ndimage.label(mask > 0, structure=np.ones((3, 3, 3), dtype=bool))
+    labels, count = _label(mask > 0)
     sizes = np.bincount(labels.ravel())[1:] if count else np.zeros(0, dtype=np.int64)
     order = [int(i) + 1 for i in np.argsort(-sizes, kind="stable") if sizes[i] >= MIN_VOXELS][:MAX_SEGMENTS]
     out = np.zeros(mask.shape, dtype=np.uint8)
+    boxes = ndimage.find_objects(labels) if order else []
     lesions = []
     for number, component in enumerate(order, start=1):
-        inside = labels == component
-        out[inside] = number
+        box = boxes[component - 1]  # work inside the component's bounding box, not the whole volume
+        inside = labels[box] == component
+        out[box][inside] = number
         voxels = int(sizes[component - 1])
-        slices = tuple(int(k) for k in np.flatnonzero(inside.any(axis=(0, 1))))
+        slices = tuple(box[2].start + int(k) for k in np.flatnonzero(inside.any(axis=(0, 1))))
         lesions.append(Lesion(number, voxels, round(voxels * voxel_ml, 3), slices))
     return out, lesions
 

@@ -16,13 +16,15 @@ from site_node.training.data import image_transforms
 
 log = logging.getLogger(__name__)
 
-#: Inference windows are this many training patches along each axis (256 x 256 x 64 for seg3d): the
-#: network is fully convolutional, and fewer, larger windows with a small overlap cut the per-window
-#: overhead and the recomputed margins. Measured on 6 held-out toy volumes (docs/inference.md): lesion
-#: Dice 0.777 with these windows and with 4 patches / overlap 0.25, 0.739 with the training patch
-#: itself, at 9.0 s, 15.5 s and 74 s.
-WINDOW_SCALE = (8, 8, 4)
+#: Inference windows are this many training patches along each axis (64 x 64 x 32 for seg3d), run
+#: ``SW_BATCH_SIZE`` at a time. With overlap 0.125 every window size recomputes about the same share of
+#: voxels, so the choice is per-pass overhead against cache-sized activations. Paired runs
+#: (benchmarks/infer_window_bench.py, docs/inference.md): same lesion Dice as 256 x 256 x 64 windows on
+#: held-out toy volumes, and the lowest median and best time on a 512 x 512 x 64 volume (noisy machine).
+WINDOW_SCALE = (2, 2, 2)
 OVERLAP = 0.125
+#: Windows per forward pass (16 windows of 64 x 64 x 32 hold as many voxels as one 256 x 256 x 64).
+SW_BATCH_SIZE = 16
 
 
 @dataclass
@@ -34,11 +36,13 @@ class Prediction:
     device: str
 
 
-def window_size(patch: Sequence[int], shape: Sequence[int]) -> tuple[int, ...]:
-    """The sliding window: ``WINDOW_SCALE`` training patches, never larger than the volume (padded)."""
+def window_size(
+    patch: Sequence[int], shape: Sequence[int], scale: Sequence[int] = WINDOW_SCALE
+) -> tuple[int, ...]:
+    """The sliding window: ``scale`` training patches, never larger than the volume (padded)."""
     return tuple(
         max(int(p), min(int(p) * s, -(-int(n) // int(p)) * int(p)))
-        for p, s, n in zip(patch, WINDOW_SCALE, shape, strict=True)
+        for p, s, n in zip(patch, scale, shape, strict=True)
     )
 
 
@@ -49,7 +53,9 @@ def segment(
     *,
     patch: Sequence[int],
     device: torch.device,
-    sw_batch_size: int = 1,
+    sw_batch_size: int = SW_BATCH_SIZE,
+    scale: Sequence[int] = WINDOW_SCALE,
+    overlap: float = OVERLAP,
 ) -> Prediction:
     """Run ``network`` over ``array`` (column, row, slice; HU) and return the lesion mask.
 
@@ -59,12 +65,14 @@ def segment(
         patch: the training patch size (sets the sliding window).
         device: where to run.
         sw_batch_size: windows per forward pass.
+        scale: the window, in training patches along each axis.
+        overlap: the windows' overlap (fraction).
     """
     data = Compose(image_transforms())({"image": array[np.newaxis]})
     image = torch.as_tensor(data["image"]).unsqueeze(0).to(device)
-    roi = window_size(patch, array.shape)
+    roi = window_size(patch, array.shape, scale)
     started = time.perf_counter()
-    logits = sliding_window_inference(image, roi, sw_batch_size, network, overlap=OVERLAP)
+    logits = sliding_window_inference(image, roi, sw_batch_size, network, overlap=overlap)
     mask = torch.argmax(logits, dim=1)[0].to(torch.uint8).cpu().numpy()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
