@@ -98,19 +98,21 @@ def _install_site(root: Path, site: str, kit: Path, env: dict[str, str], seed: i
 
 
 @pytest.fixture
-def deployment(tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployment]:
+def deployment(
+    tmp_path: Path, fresh_postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Deployment]:
     """Provisioned kits, an initialised hub (PostgreSQL) and two site homes; stopped afterwards."""
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))  # NVFlare's admin API writes under $HOME/.nvflare
     fl_port, admin_port, hub_port, *site_ports = free_ports(3 + len(SITES))
-    env = script_env(home, HUB_DB_URL=postgres_url)
+    env = script_env(home, HUB_DB_URL=fresh_postgres_url)
     start = time.perf_counter()
     kits = provision_command(
         ",".join(SITES), "alice", tmp_path / "provision", fl_port=fl_port, admin_port=admin_port
     )
     hub_home = tmp_path / "hub"
-    _cli("central-hub", "init", "--home", str(hub_home), "--db", postgres_url, env=env)
+    _cli("central-hub", "init", "--home", str(hub_home), "--db", fresh_postgres_url, env=env)
     shutil.copytree(kits["server_kit"]["path"], hub_home / "nvflare")
     homes = {
         s: _install_site(tmp_path, s, Path(kits["site_kits"][s]["path"]), env, seed=i)
@@ -407,9 +409,9 @@ def _stop(dep: Deployment) -> None:
     dep.timings["stop everything"] = time.perf_counter() - start
 
 
-def test_real_deployment_on_loopback(deployment: Deployment, postgres_url: str) -> None:
+def test_real_deployment_on_loopback(deployment: Deployment, fresh_postgres_url: str) -> None:
     _start(deployment)
-    _check_services(deployment, postgres_url)
+    _check_services(deployment, fresh_postgres_url)
     _site_policy_applies(deployment)
     _rogue_is_refused(deployment)
     _global_model_loads(_run_seg3d_through_hub(deployment))
