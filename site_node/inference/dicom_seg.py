@@ -34,35 +34,41 @@ class Lesion:
     slices: tuple[int, ...] = ()  # indices (slice order) of the source images the lesion is on
 
 
-def _label(foreground: np.ndarray) -> tuple[np.ndarray, int]:
-    """26-connected labels, computed on the foreground's bounding box only (masks are sparse)."""
-    labels = np.zeros(foreground.shape, dtype=np.int32)
+def _bounding_box(foreground: np.ndarray) -> tuple[slice, ...] | None:
+    """The smallest box holding every foreground voxel (None when there is none)."""
     axes = [np.flatnonzero(foreground.any(axis=tuple(a for a in range(3) if a != k))) for k in range(3)]
     if not all(len(a) for a in axes):
-        return labels, 0
-    box = tuple(slice(int(a[0]), int(a[-1]) + 1) for a in axes)
-    labels[box], count = ndimage.label(foreground[box], structure=np.ones((3, 3, 3), dtype=bool))
-    return labels, int(count)
+        return None
+    return tuple(slice(int(a[0]), int(a[-1]) + 1) for a in axes)
 
 
 def split_lesions(mask: np.ndarray, voxel_ml: float) -> tuple[np.ndarray, list[Lesion]]:
     """Label connected lesions (26-connectivity), largest first, at most ``MAX_SEGMENTS``.
 
+    Labelling, sizes and boxes are computed on the foreground's bounding box only: a lesion mask is
+    sparse, and a 512 x 512 x 200 volume of int32 labels would cost more than the labelling itself.
+
     Returns:
-        A label volume (0 background, 1..n lesion numbers) and the lesions.
+        A label volume (0 background, 1..n lesion numbers; uint8, the mask's shape) and the lesions.
     """
-    labels, count = _label(mask > 0)
-    sizes = np.bincount(labels.ravel())[1:] if count else np.zeros(0, dtype=np.int64)
-    order = [int(i) + 1 for i in np.argsort(-sizes, kind="stable") if sizes[i] >= MIN_VOXELS][:MAX_SEGMENTS]
     out = np.zeros(mask.shape, dtype=np.uint8)
-    boxes = ndimage.find_objects(labels) if order else []
+    foreground = mask > 0
+    box = _bounding_box(foreground)
+    if box is None:
+        return out, []
+    labels, count = ndimage.label(foreground[box], structure=np.ones((3, 3, 3), dtype=bool))
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    order = [int(i) + 1 for i in np.argsort(-sizes, kind="stable") if sizes[i] >= MIN_VOXELS][:MAX_SEGMENTS]
+    parts = ndimage.find_objects(labels)
+    region = out[box]  # a view: writing it writes ``out``
     lesions = []
     for number, component in enumerate(order, start=1):
-        box = boxes[component - 1]  # work inside the component's bounding box, not the whole volume
-        inside = labels[box] == component
-        out[box][inside] = number
+        part = parts[component - 1]  # the component's own box, inside ``box``
+        inside = labels[part] == component
+        region[part][inside] = number
         voxels = int(sizes[component - 1])
-        slices = tuple(box[2].start + int(k) for k in np.flatnonzero(inside.any(axis=(0, 1))))
+        first = box[2].start + part[2].start
+        slices = tuple(first + int(k) for k in np.flatnonzero(inside.any(axis=(0, 1))))
         lesions.append(Lesion(number, voxels, round(voxels * voxel_ml, 3), slices))
     return out, lesions
 
@@ -94,7 +100,7 @@ def _descriptions(lesions: list[Lesion], name: str, version: int) -> list[hd.seg
 def build_seg(
     study: ImageStudy, labels: np.ndarray, lesions: list[Lesion], name: str, version: int, site_id: str
 ) -> hd.seg.Segmentation:
-    """A labelmap-free binary SEG referencing every source slice of the series.
+    """A BINARY SEG (one frame per segment and source slice it lies on) referencing every source slice.
 
     Args:
         study: the source series (slice order of ``labels``' last axis).
@@ -104,15 +110,12 @@ def build_seg(
         version: model version.
         site_id: written as the device serial number.
     """
+    # A label map (each voxel holds its segment number) rather than one stacked binary plane per segment:
+    # highdicom then only checks the maximum, where a stack costs a full overlap sum (~1 s for 512x512x200).
     frames = np.ascontiguousarray(labels.transpose(2, 1, 0))  # (slice, row, column), like the sources
-    numbers = [lesion.number for lesion in lesions]
-    if numbers:
-        pixel_array = np.stack([frames == n for n in numbers], axis=-1)
-    else:
-        pixel_array = np.zeros((*frames.shape, 1), dtype=bool)
     return hd.seg.Segmentation(
         source_images=study.datasets,
-        pixel_array=pixel_array,
+        pixel_array=frames,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=_descriptions(lesions, name, version),
         series_instance_uid=hd.UID(),
@@ -124,5 +127,5 @@ def build_seg(
         software_versions=__version__,
         device_serial_number=site_id,
         series_description=f"AI segmentation {name} v{version}"[:64],
-        omit_empty_frames=bool(numbers),
+        omit_empty_frames=bool(lesions),
     )
