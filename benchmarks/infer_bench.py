@@ -6,14 +6,21 @@ study is complete (quiet period ``--quiet``) and stores the DICOM-SEG and the TI
 Orthanc by C-STORE. For each of ``--studies`` studies of ``--slices`` 512x512 CT slices, sent one after
 the other, it measures:
 
-* latency: the last C-STORE's response -> both results visible in Orthanc (REST), which includes the
-  quiet period and the listener's 1 s tick;
+* latency: the last C-STORE's response -> both results visible in Orthanc (REST), which includes
+  noticing that the study is complete (the site defaults: on the sender's association release, with
+  the 2 s release grace overlapping the compute, or after the 20 s quiet period) and the bench's 0.1 s
+  polling;
 * the node's own record (``inference_run``): model compute (sliding-window forward passes) and the
   time from "study complete" to "results stored";
 * the peer measured in the same run: the model's forward pass alone on the same volume, with the
   inference window and with the training patch as window (the naive setting), once each.
 
-Usage: ``python benchmarks/infer_bench.py [--studies 20] [--slices 200] [--quiet 2] [--device cpu]``.
+The latency is split into: before the model's run (completion noticed, spooled files read, volume
+assembled), the node's processing besides the forward passes (pre-processing, lesions, SEG + SR,
+C-STORE), and after the node (Orthanc indexing, polling).
+
+Usage: ``python benchmarks/infer_bench.py [--studies 20] [--slices 200] [--quiet 20] [--grace 2]
+[--no-release] [--device cpu]``.
 The machine is shared: its load average is printed with the table.
 """
 
@@ -125,7 +132,9 @@ def wait_results(orthanc: Orthanc, study_uid: str, timeout: float = 900) -> floa
     raise TimeoutError("results did not reach Orthanc")
 
 
-def make_site(root: Path, orthanc: Orthanc, quiet: float, weights: Path) -> object:
+def make_site(
+    root: Path, orthanc: Orthanc, quiet: float, grace: float, release: bool, weights: Path
+) -> object:
     from site_node.home import init_home, open_site
     from site_node.models.store import register
     from site_node.pacs.nodes import PacsNode, add_node
@@ -136,6 +145,7 @@ def make_site(root: Path, orthanc: Orthanc, quiet: float, weights: Path) -> obje
     toml.write_text(
         toml.read_text()
         + f'\n[pacs]\naet = "SITENODE"\nport = 11112\nbind = "127.0.0.1"\nquiet_period_s = {quiet}\n'
+        + f"release_grace_s = {grace}\ncomplete_on_release = {str(release).lower()}\n"
         + '\n[[routes]]\nname = "ct"\nmodality = "CT"\nmodel = "seg3d"\n'
     )
     site = open_site(home)
@@ -188,7 +198,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--studies", type=int, default=20)
     parser.add_argument("--slices", type=int, default=200)
-    parser.add_argument("--quiet", type=float, default=2.0, help="listener quiet period (s)")
+    parser.add_argument(
+        "--quiet", type=float, default=20.0, help="listener quiet period (s; site default 20)"
+    )
+    parser.add_argument("--grace", type=float, default=2.0, help="release grace (s; site default 2)")
+    parser.add_argument(
+        "--no-release", action="store_true", help="complete studies by the quiet period only (no release)"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--train-epochs", type=int, default=6)
     parser.add_argument("--skip-naive", action="store_true", help="skip the naive-window peer")
@@ -206,9 +222,11 @@ def main() -> None:
         train_weights(weights, args.train_epochs)
         pixels = phantom(args.slices)
         with Orthanc(root / "orthanc") as orthanc:
-            site = make_site(root, orthanc, args.quiet, weights)
+            site = make_site(root, orthanc, args.quiet, args.grace, not args.no_release, weights)
             register_model_action(site)
-            listener = Listener(site, "SITENODE", 0, args.quiet, "127.0.0.1").start()
+            listener = Listener(
+                site, "SITENODE", 0, args.quiet, "127.0.0.1"
+            ).start()  # settings from site.toml
             worker = threading.Thread(target=listener.run_forever, kwargs={"tick": 0.5}, daemon=True)
             worker.start()
             rows = []
@@ -230,6 +248,9 @@ def main() -> None:
             peer["naive"] = float("nan")
     compute = [r.compute_s for r in runs]
     node = [r.total_s for r in runs]
+    before = [r.latency_s - r.total_s for r in runs]
+    besides = [r.total_s - r.compute_s for r in runs]
+    after = [lat - r.latency_s for lat, r in zip(rows, runs, strict=False)]
     share = [c / lat for c, lat in zip(compute, rows, strict=False)]
     load = os.getloadavg()
     figures = {
@@ -237,6 +258,11 @@ def main() -> None:
         "slices": args.slices,
         "device": args.device,
         "quiet_period_s": args.quiet,
+        "release_grace_s": args.grace,
+        "complete_on_release": not args.no_release,
+        "before_run_p50_s": pct(before, 0.5),
+        "besides_compute_p50_s": pct(besides, 0.5),
+        "after_node_p50_s": pct(after, 0.5),
         "latency_p50_s": pct(rows, 0.5),
         "latency_p95_s": pct(rows, 0.95),
         "latency_mean_s": statistics.mean(rows),
@@ -250,7 +276,8 @@ def main() -> None:
         "load_average": load,
     }
     print(f"\nseg3d on {args.studies} CT studies of {args.slices} x 512 x 512, {args.device}, ", end="")
-    print(f"quiet period {args.quiet:g} s")
+    completion = "no release completion" if args.no_release else f"release grace {args.grace:g} s"
+    print(f"quiet period {args.quiet:g} s, {completion}")
     print(f"load average during the run: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (shared machine)\n")
     print("| measure | p50 | p95 | mean |")
     print("|---|---|---|---|")
@@ -258,10 +285,23 @@ def main() -> None:
         ("latency: last C-STORE -> SEG+SR in Orthanc (s)", rows),
         ("node: study complete -> results stored (s)", node),
         ("model compute, sliding window (s)", compute),
+        ("  before the run: completion noticed, files read, volume assembled (s)", before),
+        ("  node besides compute: pre-processing, lesions, SEG + SR, C-STORE (s)", besides),
+        ("  after the node: Orthanc indexing, bench polling (s)", after),
     ):
         print(
             f"| {label} | {pct(values, 0.5):.1f} | {pct(values, 0.95):.1f} | {statistics.mean(values):.1f} |"
         )
+    phase_names = sorted({k for r in runs for k in (r.outputs or {}).get("phases_s", {})})
+    for name in phase_names:
+        values = [(r.outputs or {}).get("phases_s", {}).get(name, 0.0) for r in runs]
+        figures[f"phase_{name}_p50_s"] = pct(values, 0.5)
+        p50, p95, mean = pct(values, 0.5), pct(values, 0.95), statistics.mean(values)
+        print(f"| phase {name} (s) | {p50:.2f} | {p95:.2f} | {mean:.2f} |")
+    lesions = [(r.outputs or {}).get("lesions", 0) for r in runs]
+    print(
+        f"| lesions per study | {pct(lesions, 0.5)} | {pct(lesions, 0.95)} | {statistics.mean(lesions):.1f} |"
+    )
     print(f"| compute share of the latency | {pct(share, 0.5):.0%} | | |")
     print(f"| compute share of the node's processing | {figures['compute_share_of_node_p50']:.0%} | | |")
     print(f"| throughput (studies/h, one at a time) | {figures['throughput_studies_per_h']:.0f} | | |")

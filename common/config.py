@@ -214,6 +214,12 @@ class PacsSettings(BaseModel):
     allowed_calling_aets: list[str] = Field(default_factory=list)
     #: Seconds without a new instance after which an arriving study counts as complete.
     quiet_period_s: float = Field(default=20.0, gt=0, le=3600)
+    #: A study also counts as complete as soon as the sender releases the association(s) that delivered it.
+    complete_on_release: bool = True
+    #: After such a release, results are stored only once this many seconds passed without a new instance
+    #: of the study (a sender splitting a study over back-to-back associations); the grace runs during
+    #: the model's compute, and an instance arriving within it makes the study be routed again.
+    release_grace_s: float = Field(default=2.0, ge=0, le=600)
     #: Seconds an association (or a DICOMweb request) may stay silent before it is abandoned.
     timeout_s: float = Field(default=30.0, gt=0, le=3600)
     #: Tries per accession when the PACS is down, refuses or times out (backoff doubles each time).

@@ -94,6 +94,7 @@ def _inference(conn: Any, last: int = 5) -> dict[str, Any] | None:
     return {
         "completed": sum(r.status == "completed" for r in rows),
         "failed": sum(r.status == "failed" for r in rows),
+        "superseded": sum(r.status == "superseded" for r in rows),
         "latency_p50_s": percentile(0.5),
         "latency_p95_s": percentile(0.95),
         "last": [

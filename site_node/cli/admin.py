@@ -115,7 +115,8 @@ def _print_inference(console: Console, inference: dict | None) -> None:
     if not inference or not (inference["completed"] or inference["failed"]):
         return
     console.print(
-        f"inference: {inference['completed']} studies, {inference['failed']} failed; latency "
+        f"inference: {inference['completed']} studies, {inference['failed']} failed, "
+        f"{inference.get('superseded', 0)} superseded by new instances; latency "
         f"p50 {inference['latency_p50_s']} s, p95 {inference['latency_p95_s']} s"
     )
     table = Table("study (pseudonym)", "model", "trigger", "status", "latency s", "compute s")

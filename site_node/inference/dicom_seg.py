@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import cc3d
 import highdicom as hd
 import numpy as np
 from pydicom.sr.codedict import codes
-from scipy import ndimage
 
 from common import __version__
 from site_node.inference.study import ImageStudy
@@ -43,7 +43,8 @@ def _bounding_box(foreground: np.ndarray) -> tuple[slice, ...] | None:
 
 
 def split_lesions(mask: np.ndarray, voxel_ml: float) -> tuple[np.ndarray, list[Lesion]]:
-    """Label connected lesions (26-connectivity), largest first, at most ``MAX_SEGMENTS``.
+    """Label connected lesions (26-connectivity), largest first, at most ``MAX_SEGMENTS``, each at least
+    ``MIN_VOXELS`` voxels.
 
     Labelling, sizes and boxes are computed on the foreground's bounding box only: a lesion mask is
     sparse, and a 512 x 512 x 200 volume of int32 labels would cost more than the labelling itself.
@@ -56,19 +57,29 @@ def split_lesions(mask: np.ndarray, voxel_ml: float) -> tuple[np.ndarray, list[L
     box = _bounding_box(foreground)
     if box is None:
         return out, []
-    labels, count = ndimage.label(foreground[box], structure=np.ones((3, 3, 3), dtype=bool))
-    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    inside = foreground[box]
+    # cc3d (connected-components-3d) labels 26-connected components several times faster than
+    # scipy.ndimage.label, which took ~0.9 s of every 512 x 512 x 200 study whose mask has specks.
+    labels, count = cc3d.connected_components(inside, connectivity=26, return_N=True, out_dtype=np.uint32)
+    # counted over the foreground voxels only (bincount would first widen every int32 label to int64)
+    sizes = np.bincount(labels[inside], minlength=count + 1)[1:]
     order = [int(i) + 1 for i in np.argsort(-sizes, kind="stable") if sizes[i] >= MIN_VOXELS][:MAX_SEGMENTS]
-    parts = ndimage.find_objects(labels)
-    region = out[box]  # a view: writing it writes ``out``
+    if not order:
+        return out, []
+    # Renumber the kept components in one pass (a lookup table), then find the slices of each from the
+    # foreground voxels only: no per-component pass over the volume, however speckled the mask.
+    lut = np.zeros(count + 1, dtype=np.uint8)
+    lut[order] = np.arange(1, len(order) + 1, dtype=np.uint8)
+    region = lut[labels]
+    out[box] = region
+    _, _, zs = np.nonzero(region)
+    numbers = region[region > 0]  # the same voxel order as np.nonzero (C order)
+    on_slice = np.zeros((len(order) + 1, region.shape[2]), dtype=bool)
+    on_slice[numbers, zs] = True
     lesions = []
     for number, component in enumerate(order, start=1):
-        part = parts[component - 1]  # the component's own box, inside ``box``
-        inside = labels[part] == component
-        region[part][inside] = number
         voxels = int(sizes[component - 1])
-        first = box[2].start + part[2].start
-        slices = tuple(first + int(k) for k in np.flatnonzero(inside.any(axis=(0, 1))))
+        slices = tuple(box[2].start + int(k) for k in np.flatnonzero(on_slice[number]))
         lesions.append(Lesion(number, voxels, round(voxels * voxel_ml, 3), slices))
     return out, lesions
 

@@ -34,6 +34,8 @@ class Prediction:
     mask: np.ndarray
     compute_s: float
     device: str
+    prepare_s: float = 0.0  # the training pre-processing
+    decide_s: float = 0.0  # logits -> mask
 
 
 def window_size(
@@ -44,6 +46,18 @@ def window_size(
         max(int(p), min(int(p) * s, -(-int(n) // int(p)) * int(p)))
         for p, s, n in zip(patch, scale, shape, strict=True)
     )
+
+
+def decide(logits: torch.Tensor) -> np.ndarray:
+    """The class of each voxel, as uint8 (one volume of the batch).
+
+    For two classes a comparison gives the argmax (ties go to background, as argmax's first index)
+    at a fraction of the cost: ``torch.argmax`` over a 2 x 512 x 512 x 200 float volume takes seconds
+    on a CPU.
+    """
+    if logits.shape[1] == 2:
+        return (logits[0, 1] > logits[0, 0]).to(torch.uint8).cpu().numpy()
+    return torch.argmax(logits, dim=1)[0].to(torch.uint8).cpu().numpy()
 
 
 @torch.no_grad()
@@ -68,15 +82,17 @@ def segment(
         scale: the window, in training patches along each axis.
         overlap: the windows' overlap (fraction).
     """
+    prepared = time.perf_counter()
     data = Compose(image_transforms())({"image": array[np.newaxis]})
     image = torch.as_tensor(data["image"]).unsqueeze(0).to(device)
     roi = window_size(patch, array.shape, scale)
     started = time.perf_counter()
     logits = sliding_window_inference(image, roi, sw_batch_size, network, overlap=overlap)
-    mask = torch.argmax(logits, dim=1)[0].to(torch.uint8).cpu().numpy()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    compute_s = time.perf_counter() - started
+    compute_s = time.perf_counter() - started  # the network's forward passes and the windows' blending
+    mask = decide(logits)
+    decide_s = time.perf_counter() - started - compute_s
     log.info(
         "segmented a %s volume in %.2f s on %s (window %s)",
         "x".join(map(str, array.shape)),
@@ -84,4 +100,6 @@ def segment(
         device.type,
         roi,
     )
-    return Prediction(mask=mask, compute_s=compute_s, device=device.type)
+    return Prediction(
+        mask=mask, compute_s=compute_s, device=device.type, prepare_s=started - prepared, decide_s=decide_s
+    )

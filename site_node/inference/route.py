@@ -8,13 +8,17 @@ and the ``[notify]`` webhook is posted. Logs carry the study's pseudonym only.
 from __future__ import annotations
 
 import logging
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 from common.errors import ConfigError, PlatformError
 from site_node.home import SiteContext
 from site_node.inference.notify import post_notification
 from site_node.pacs import routes as R
 from site_node.pacs.nodes import PacsNode, list_nodes
+
+if TYPE_CHECKING:
+    from site_node.inference.runner import Sink
 
 log = logging.getLogger(__name__)
 
@@ -62,20 +66,34 @@ def model_handler(ctx: SiteContext) -> R.ActionHandler:
 
     warm_up()
 
+    def guarded(sink: Sink, routed: R.RoutedStudy) -> Sink:
+        """Store only if the study did not grow while the model ran (waits out the release grace)."""
+
+        def store(results: list[tuple[str, Any]]) -> None:
+            if not routed.settled():
+                raise R.StudyChanged
+            sink(results)
+
+        return store
+
     def handle(routed: R.RoutedStudy) -> dict[str, int]:
         study = result = None
         try:
             stored = resolve_verified(ctx.engine, ctx.settings.home, str(routed.route.model))
             node = node_for(ctx, routed.facts.calling_aet)
+            started = time.perf_counter()
             datasets, received_at = read_spooled(routed.files)
+            read = time.perf_counter()
             study = study_from_datasets(datasets)
+            phases = {"read": read - started, "assemble": time.perf_counter() - read}
             result = infer_study(
                 ctx,
                 stored,
                 study,
-                pacs_sink(ctx, node, routed.route.results_via),
+                guarded(pacs_sink(ctx, node, routed.route.results_via), routed),
                 trigger="route",
                 received_at=received_at,
+                phases=phases,
             )
         except PlatformError as exc:
             log.error(

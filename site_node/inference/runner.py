@@ -26,6 +26,7 @@ from site_node.home import SiteContext
 from site_node.inference.study import ImageStudy, read_study_folder
 from site_node.models.store import StoredModel, resolve_verified
 from site_node.models.tables import inference_run
+from site_node.pacs.routes import StudyChanged
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class InferenceResult:
     compute_s: float = 0.0
     total_s: float = 0.0
     latency_s: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per step of the run
 
     @property
     def compute_share(self) -> float:
@@ -62,6 +64,7 @@ class InferenceResult:
             "total_s": round(self.total_s, 3),
             "latency_s": round(self.latency_s, 3),
             "compute_share": round(self.compute_share, 3),
+            "phases": {k: round(v, 3) for k, v in self.phases.items()},
         }
 
 
@@ -73,34 +76,55 @@ def warm_up() -> None:
     import site_node.inference.predict  # noqa: F401
 
 
-def _predict(stored: StoredModel, study: ImageStudy, device: str | None) -> tuple[np.ndarray, float, str]:
+def _predict(stored: StoredModel, study: ImageStudy, device: str | None, phases: dict[str, float]) -> Any:
     from site_node.inference.network import load_network, patch_of
     from site_node.inference.predict import segment
     from site_node.training.device import select_device
 
+    started = time.perf_counter()
     dev = select_device(device)
     network = load_network(stored, dev)
+    phases["load_model"] = time.perf_counter() - started
     prediction = segment(network, study.volume.array, patch=patch_of(stored), device=dev)
-    return prediction.mask, prediction.compute_s, prediction.device
+    phases.update(prepare=prediction.prepare_s, compute=prediction.compute_s, decide=prediction.decide_s)
+    return prediction
 
 
 def build_results(
-    ctx: SiteContext, stored: StoredModel, study: ImageStudy, mask: np.ndarray, overlay: bool
+    ctx: SiteContext,
+    stored: StoredModel,
+    study: ImageStudy,
+    mask: np.ndarray,
+    overlay: bool,
+    phases: dict[str, float] | None = None,
 ) -> tuple[list[tuple[str, pydicom.Dataset]], list[dict[str, Any]]]:
     """The result objects (kind, dataset) and the lesions (number, volume) of a prediction."""
     from site_node.inference.dicom_seg import build_seg, split_lesions
     from site_node.inference.dicom_sr import build_sr
 
+    phases = {} if phases is None else phases
+    mark = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        phases[name] = now - mark
+        mark = now
+
     voxel_ml = float(np.prod(study.volume.spacing)) / 1000.0
     labels, lesions = split_lesions(mask, voxel_ml)
+    lap("lesions")
     site_id = ctx.settings.site_id
     seg = build_seg(study, labels, lesions, stored.name, stored.version, site_id)
+    lap("seg")
     results: list[tuple[str, pydicom.Dataset]] = [("seg", seg)]
     results.append(("sr", build_sr(study, seg, lesions, stored.name, stored.version, site_id)))
+    lap("sr")
     if overlay:
         from site_node.inference.overlay import build_overlay
 
         results.append(("overlay", build_overlay(study, labels, stored.name, stored.version)))
+        lap("overlay")
     return results, [{"segment": x.number, "volume_ml": x.volume_ml} for x in lesions]
 
 
@@ -127,6 +151,7 @@ def infer_study(
     overlay: bool = False,
     received_at: float | None = None,
     device: str | None = None,
+    phases: dict[str, float] | None = None,
 ) -> InferenceResult:
     """Segment ``study`` with ``stored``, build SEG + SR (+ overlay), pass them to ``sink``, record it.
 
@@ -140,16 +165,25 @@ def infer_study(
         received_at: ``time.time()`` when the study's last instance arrived (latency start);
             the run's start when None.
         device: ``cpu`` or ``cuda`` (default: CUDA when present).
+        phases: seconds of steps taken before (reading, assembling), recorded with the run's own.
     """
     warm_up()
     started_wall, started = time.time(), time.perf_counter()
     study_ps = ctx.pseudonymizer().pseudonym("study", study.study_uid)
+    phases = dict(phases or {})
     try:
-        mask, compute_s, dev = _predict(stored, study, device)
-        results, lesions = build_results(ctx, stored, study, mask, overlay)
+        prediction = _predict(stored, study, device, phases)
+        compute_s, dev = prediction.compute_s, prediction.device
+        results, lesions = build_results(ctx, stored, study, prediction.mask, overlay, phases)
+        stored_from = time.perf_counter()
         sink(results)
+        phases["store"] = time.perf_counter() - stored_from
     except PlatformError as exc:
         _record(ctx, stored, study_ps, trigger, status="failed", started_at=utcnow(), note=exc.public_message)
+        raise
+    except StudyChanged:
+        note = "new instances arrived during the run; results dropped, the study is routed again"
+        _record(ctx, stored, study_ps, trigger, status="superseded", started_at=utcnow(), note=note)
         raise
     except Exception as exc:
         _record(ctx, stored, study_ps, trigger, status="failed", started_at=utcnow(), note=type(exc).__name__)
@@ -165,6 +199,7 @@ def infer_study(
         compute_s=compute_s,
         total_s=total,
         latency_s=latency,
+        phases=phases,
     )
     _record(
         ctx,
@@ -177,7 +212,11 @@ def infer_study(
         latency_s=latency,
         compute_s=compute_s,
         total_s=total,
-        outputs={"kinds": result.outputs, "lesions": len(lesions)},
+        outputs={
+            "kinds": result.outputs,
+            "lesions": len(lesions),
+            "phases_s": {k: round(v, 3) for k, v in phases.items()},
+        },
     )
     log.info(
         "inference %s on study %s: %d lesion(s), latency %.2f s (compute %.2f s)",

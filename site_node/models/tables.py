@@ -33,7 +33,7 @@ inference_run = Table(
     Column("model_version", Integer, nullable=False),
     Column("study_pseudonym", String(32), nullable=False, index=True),
     Column("trigger", String(16), nullable=False),  # folder | pacs | route
-    Column("status", String(16), nullable=False),  # completed | failed
+    Column("status", String(16), nullable=False),  # completed | failed | superseded
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("stored_at", DateTime(timezone=True)),
     Column("latency_s", Float),  # last instance received (or run start) -> results stored

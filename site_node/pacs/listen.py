@@ -1,11 +1,22 @@
 """``pacs listen``: a C-STORE SCP that routes each complete study (DIANA's prospective mode).
 
 Arriving instances are spooled raw in ``<home>/spool/listen/<study key>/`` (folders 0700, files 0600,
-named by keyed hashes only). A study counts as complete once no instance of it has arrived for the
-quiet period (``[pacs] quiet_period_s``, default 20 s: a modality or PACS sends a study's instances
-back to back, and most routers already wait 10-30 s before forwarding). The routes then decide its
-action (:mod:`site_node.pacs.routes`); ``deid`` de-identifies the spooled instances on the ingest spine
-and empties the spool. A study left in the spool by a stopped listener is picked up at the next start.
+named by keyed hashes only). A study counts as complete:
+
+* as soon as the sender **releases** the association(s) that delivered it (an orderly A-RELEASE: the
+  sender says it is done) and no other association is still delivering it (``[pacs]
+  complete_on_release``, default on). A PACS that splits a study over back-to-back associations is
+  caught by the grace ``[pacs] release_grace_s`` (default 2 s): results are stored only once the grace
+  has passed since the release with no new instance; an instance arriving later supersedes the run,
+  whose results are dropped, and the whole study is routed again once complete. The grace therefore
+  overlaps the model's compute instead of delaying it;
+* or once no instance of it has arrived for the quiet period (``[pacs] quiet_period_s``, default 20 s),
+  for senders that keep associations open, abort them, or when release completion is off.
+
+The routes then decide its action (:mod:`site_node.pacs.routes`); ``deid`` de-identifies the spooled
+instances on the ingest spine and empties the spool. Instances arriving while a study is processed stay
+in the spool for the next round. A study left in the spool by a stopped listener is picked up at the
+next start (by the quiet period).
 """
 
 from __future__ import annotations
@@ -63,8 +74,20 @@ def _facts_of(raw: bytes) -> tuple[str, str, str, str]:
 class _Study:
     folder: Path
     facts: R.StudyFacts
-    last: float
-    count: int = 0
+    last: float  # monotonic time of the newest instance
+    count: int = 0  # instances received (a change means the study grew)
+    open_associations: set[int] = field(default_factory=set)  # delivering it and not yet ended
+    released_at: float | None = None  # its associations were all released (orderly), at this time
+    busy: bool = False  # being routed now
+
+
+@dataclass
+class _Handover:
+    """What a route's action was handed: the study as it was then."""
+
+    study: _Study
+    count: int
+    by_release: bool
 
 
 @dataclass
@@ -76,6 +99,11 @@ class Listener:
         aet: AE title to answer as.
         port: port to listen on.
         quiet_period: seconds without a new instance before a study is complete.
+        host: address to bind.
+        complete_on_release: a study is complete when its associations are released (default:
+            ``[pacs] complete_on_release``).
+        release_grace: seconds after a release before results may be stored (default: ``[pacs]
+            release_grace_s``).
     """
 
     site: Any
@@ -83,13 +111,21 @@ class Listener:
     port: int
     quiet_period: float
     host: str = "0.0.0.0"  # noqa: S104 - a PACS must reach it; the AE allow-list guards it
+    complete_on_release: bool | None = None
+    release_grace: float | None = None
     studies: dict[str, _Study] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
+    _wake: threading.Event = field(default_factory=threading.Event)
     scp: StoreSCP | None = None
 
     def __post_init__(self) -> None:
+        pacs = self.site.settings.pacs
+        if self.complete_on_release is None:
+            self.complete_on_release = pacs.complete_on_release
+        if self.release_grace is None:
+            self.release_grace = pacs.release_grace_s
         self.pz = self.site.pseudonymizer()
         self.root = spool_root(self.site.settings.home)
         self.routes = self.site.settings.routes
@@ -121,7 +157,7 @@ class Listener:
                 folder, facts, time.monotonic(), len(list(folder.glob("*.dcm")))
             )
 
-    def receive(self, raw: bytes, sop_uid: str, calling: str) -> int:
+    def receive(self, raw: bytes, sop_uid: str, calling: str, association: int = 0) -> int:
         """Spool one instance (C-STORE handler); returns the C-STORE status."""
         study_uid, modality, body_part, description = _facts_of(raw)
         key = self.pz.uid(study_uid or "unknown-study")
@@ -141,6 +177,8 @@ class Listener:
                 facts.series_descriptions.add(description)
             write_private(study.folder / f"{self.pz.uid(sop_uid or key)}.dcm", raw)
             study.last, study.count = time.monotonic(), study.count + 1
+            study.open_associations.add(association)
+            study.released_at = None
             self._save_facts(study)
             self._bump("received")
         return 0x0000
@@ -155,32 +193,108 @@ class Listener:
         }
         write_private(study.folder / FACTS_FILE, json.dumps(data).encode())
 
+    def closed(self, association: int, released: bool) -> None:
+        """An association ended (SCP event): a study it delivered may now be complete."""
+        now, wake = time.monotonic(), False
+        with self._lock:
+            for study in self.studies.values():
+                if association not in study.open_associations:
+                    continue
+                study.open_associations.discard(association)
+                if not released:  # an abort: the sender may try again; wait for the quiet period
+                    study.released_at = None
+                elif not study.open_associations:
+                    study.released_at, wake = now, True
+        if wake and self.complete_on_release:
+            self._wake.set()
+
+    def _is_complete(self, study: _Study, now: float) -> bool:
+        if study.busy:
+            return False
+        if now - study.last >= self.quiet_period:
+            return True
+        return bool(self.complete_on_release and study.released_at is not None)
+
     def complete_studies(self, now: float | None = None) -> list[str]:
-        """Keys of studies quiet for at least the quiet period."""
+        """Keys of complete studies: released by their sender, or quiet for the quiet period."""
         now = time.monotonic() if now is None else now
         with self._lock:
-            return [k for k, s in self.studies.items() if now - s.last >= self.quiet_period]
+            return [k for k, s in self.studies.items() if self._is_complete(s, now)]
+
+    def _settled(self, handover: _Handover) -> bool:
+        """Wait out the release grace; True when the study received nothing since it was handed over."""
+        study = handover.study
+        if handover.by_release and self.release_grace:
+            deadline = (study.released_at or study.last) + self.release_grace
+            while time.monotonic() < deadline and study.count == handover.count and not self._stop.is_set():
+                time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        with self._lock:
+            return study.count == handover.count
+
+    def _finish(self, key: str, handover: _Handover, files: list[Path], keep: bool) -> None:
+        """After an action: forget a study that did not grow, else leave what arrived meanwhile."""
+        study = handover.study
+        with self._lock:
+            study.busy = False
+            if keep:
+                return
+            if study.count == handover.count:
+                self.studies.pop(key, None)
+                shutil.rmtree(study.folder, ignore_errors=True)
+                return
+            for path in files:  # processed; newer instances stay for the next round
+                path.unlink(missing_ok=True)
 
     def process(self, key: str) -> str:
-        """Route one complete study; returns the action taken (or ``dropped`` / ``held``)."""
+        """Route one complete study; returns the action taken (or ``dropped`` / ``held`` / ``superseded``)."""
         with self._lock:
-            study = self.studies.pop(key)
-        files = sorted(study.folder.glob("*.dcm"))
-        route = R.route_for(self.routes, study.facts)
+            study = self.studies[key]
+            study.busy = True
+            handover = _Handover(
+                study,
+                study.count,
+                study.released_at is not None and time.monotonic() - study.last < self.quiet_period,
+            )
+            files = sorted(study.folder.glob("*.dcm"))
+            facts = R.StudyFacts(
+                set(study.facts.modalities),
+                set(study.facts.body_parts),
+                set(study.facts.series_descriptions),
+                study.facts.calling_aet,
+            )
+        route = R.route_for(self.routes, facts)
         if route is None:
             self._bump("dropped_no_route")
-            shutil.rmtree(study.folder, ignore_errors=True)
+            self._finish(key, handover, files, keep=False)
             return "dropped"
         try:
-            counts = R.dispatch(R.RoutedStudy(files, study.facts, route))
+            counts = R.dispatch(R.RoutedStudy(files, facts, route, settled=lambda: self._settled(handover)))
         except ConfigError:
             self._bump("held_no_handler")
             log.error("a study matched a route whose action has no handler; it stays in the spool")
+            with self._lock:
+                self.studies.pop(key, None)  # kept on disk: picked up again at the next start
             return "held"
+        except R.StudyChanged:
+            self._bump("superseded")
+            log.info(
+                "a study received new instances while it was processed; it is routed again once complete"
+            )
+            self._finish(key, handover, files, keep=True)
+            return "superseded"
+        except Exception as exc:  # an action's failure must not stop the listener; the spool keeps it
+            self._bump("action_failed")
+            log.error(
+                "route action %s failed (%s); the study stays in the spool", route.action, type(exc).__name__
+            )
+            with self._lock:
+                study.busy = False
+                self.studies.pop(key, None)
+            return "failed"
         for name, n in counts.items():
             self._bump(name, n)
         self._bump(f"studies_{route.action}")
-        shutil.rmtree(study.folder, ignore_errors=True)
+        self._finish(key, handover, files, keep=False)
         return route.action
 
     def _deid(self, study: R.RoutedStudy) -> dict[str, int]:
@@ -213,19 +327,25 @@ class Listener:
             self.allowed_calling(),
             self.receive,
             self.site.settings.pacs.timeout_s,
+            closed=self.closed,
         ).start()
         self.port = self.scp.port
         return self
 
     def run_forever(self, tick: float = 1.0) -> None:
         """Route complete studies until :meth:`stop` is called (or KeyboardInterrupt)."""
-        while not self._stop.wait(tick):
+        while not self._stop.is_set():
+            self._wake.wait(tick)  # a release wakes it at once
+            self._wake.clear()
+            if self._stop.is_set():
+                break
             for key in self.complete_studies():
                 self.process(key)
 
     def stop(self) -> None:
         """Stop routing and receiving; studies still arriving stay in the spool for the next start."""
         self._stop.set()
+        self._wake.set()
         if self.scp is not None:
             self.scp.stop()
             self.counts["refused_associations"] = self.scp.rejected

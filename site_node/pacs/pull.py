@@ -189,7 +189,7 @@ class Puller:
         with self._lock:
             if self._scp is None:
 
-                def receive(raw: bytes, sop_uid: str, _calling: str) -> int:
+                def receive(raw: bytes, sop_uid: str, *_: object) -> int:
                     self._limit.wait()
                     self.sink.handle(raw, sop_uid, study_uid_of(raw))
                     return 0x0000

@@ -54,11 +54,20 @@ class RoutedStudy:
         files: the spooled raw instances (PHI: private spool; the action must not copy them elsewhere).
         facts: what the routes matched on.
         route: the route that matched.
+        settled: call right before results leave for the PACS; it waits out the grace after an
+            association release and says whether the study is still as it was when handed over (False:
+            instances arrived meanwhile; drop the results with :class:`StudyChanged`, the study is
+            routed again once complete).
     """
 
     files: list[Path]
     facts: StudyFacts
     route: PacsRoute
+    settled: Callable[[], bool] = lambda: True
+
+
+class StudyChanged(Exception):  # noqa: N818 - a signal to the listener, not an error
+    """Raised by an action whose study received new instances while it ran: keep the spool, retry later."""
 
 
 #: An action handler processes a routed study; it returns counts for the listener's summary.

@@ -20,8 +20,12 @@ from common.errors import ConfigError
 from site_node.pacs.dimse import MAX_PDU, TRANSFER_SYNTAXES
 
 log = logging.getLogger(__name__)
-#: Called with (file bytes, original SOP Instance UID, calling AE title); returns a C-STORE status.
-Receiver = Callable[[bytes, str, str], int]
+#: Called with (file bytes, original SOP Instance UID, calling AE title, association key); returns a
+#: C-STORE status. The key tells the instances of one association apart from another's.
+Receiver = Callable[[bytes, str, str, int], int]
+#: Called with (association key, released) when an association ends: ``released`` is True for an orderly
+#: A-RELEASE (the sender says it is done), False for an abort or a dropped connection.
+Closed = Callable[[int, bool], None]
 OUT_OF_RESOURCES = 0xA700
 PROCESSING_FAILURE = 0xC211
 
@@ -46,6 +50,7 @@ class StoreSCP:
         allowed_calling: calling AE titles accepted (all others are rejected).
         receive: what to do with each instance.
         timeout: seconds of silence before an association is dropped.
+        closed: told when each association ends (released or aborted).
     """
 
     def __init__(
@@ -56,11 +61,13 @@ class StoreSCP:
         allowed_calling: list[str],
         receive: Receiver,
         timeout: float = 30.0,
+        closed: Closed | None = None,
     ) -> None:
         self.aet, self.host, self.port = aet, host, port
         self.allowed = sorted({a.strip() for a in allowed_calling if a.strip()})
         self.receive = receive
         self.timeout = timeout
+        self.closed = closed
         self._server: Any = None
         self.received = 0
         self.rejected = 0
@@ -69,12 +76,20 @@ class StoreSCP:
         try:
             raw = event.encoded_dataset()
             uid = str(event.request.AffectedSOPInstanceUID or "")
-            status = self.receive(raw, uid, event.assoc.requestor.ae_title)
+            status = self.receive(raw, uid, event.assoc.requestor.ae_title, id(event.assoc))
         except Exception as exc:  # report the failure to the sender, never the data
             log.error("an arriving instance could not be handled (%s)", type(exc).__name__)
             return PROCESSING_FAILURE
         self.received += 1
         return status
+
+    def _handle_released(self, event: Any) -> None:
+        if self.closed is not None:
+            self.closed(id(event.assoc), True)
+
+    def _handle_aborted(self, event: Any) -> None:
+        if self.closed is not None:
+            self.closed(id(event.assoc), False)
 
     def _handle_rejected(self, event: Any) -> None:
         self.rejected += 1
@@ -101,7 +116,12 @@ class StoreSCP:
         for cx in AllStoragePresentationContexts:
             ae.add_supported_context(cx.abstract_syntax, TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)
-        handlers = [(evt.EVT_C_STORE, self._handle_store), (evt.EVT_REJECTED, self._handle_rejected)]
+        handlers = [
+            (evt.EVT_C_STORE, self._handle_store),
+            (evt.EVT_REJECTED, self._handle_rejected),
+            (evt.EVT_RELEASED, self._handle_released),
+            (evt.EVT_ABORTED, self._handle_aborted),
+        ]
         self._server = ae.start_server((self.host, self.port), block=False, evt_handlers=handlers)
         self.port = self._server.server_address[1]
         return self

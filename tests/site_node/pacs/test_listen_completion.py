@@ -1,0 +1,139 @@
+"""When ``pacs listen`` holds a study complete: on the sender's release, on the quiet period, never on an
+abort; and a study that grows while its action runs is routed again, whole. Real senders: dcmtk's storescu
+and a pynetdicom SCU."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from site_node.home import init_home, open_site
+from site_node.pacs import routes as R
+from site_node.pacs.listen import Listener
+from site_node.pacs.nodes import PacsNode, add_node
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        shutil.which("storescu") is None, reason="dcmtk's storescu is not installed (apt-get install dcmtk)"
+    ),
+]
+
+
+def _site(tmp_path: Path, toml: str) -> object:
+    home = tmp_path / "home"
+    init_home(home, "site-a")
+    (home / "site.toml").write_text((home / "site.toml").read_text() + toml)
+    site = open_site(home)
+    add_node(site.engine, PacsNode("pacs1", "HOSPACS", "127.0.0.1", 104))
+    return site
+
+
+def _send(port: int, files: list[Path]) -> None:
+    sent = subprocess.run(  # noqa: S603
+        ["storescu", "-R", "-aet", "HOSPACS", "-aec", "SITENODE", "127.0.0.1", str(port), *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert sent.returncode == 0, sent.stderr
+
+
+def _wait(condition, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _ct_files(studies: dict[str, list[Path]]) -> list[Path]:
+    for files in studies.values():
+        ct = [p for p in files if str(pydicom.dcmread(p, stop_before_pixels=True).Modality) == "CT"]
+        if ct:
+            return sorted(ct)
+    raise AssertionError("the synthetic export has no CT study")
+
+
+def test_a_released_study_is_complete_at_once_and_an_aborted_one_waits(tmp_path, studies):
+    site = _site(tmp_path, '\n[pacs]\nquiet_period_s = 600\nrelease_grace_s = 0\n')
+    listener = Listener(site, "SITENODE", 0, 600, "127.0.0.1").start()
+    try:
+        files = _ct_files(studies)
+        _send(listener.port, files)
+        assert _wait(lambda: len(listener.complete_studies()) == 1)  # long before the 600 s quiet period
+        assert listener.process(listener.complete_studies()[0]) == "deid"
+
+        from pynetdicom import AE
+
+        ae = AE(ae_title="HOSPACS")
+        ds = pydicom.dcmread(files[0])
+        ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+        assoc = ae.associate("127.0.0.1", listener.port, ae_title="SITENODE")
+        assert assoc.is_established
+        assert assoc.send_c_store(ds).Status == 0
+        assoc.abort()  # the sender failed: it may send again, so only the quiet period completes it
+        time.sleep(1.0)
+        assert listener.complete_studies() == []
+        assert len(listener.complete_studies(now=time.monotonic() + 600)) == 1
+    finally:
+        listener.stop()
+
+
+def test_release_completion_can_be_turned_off(tmp_path, studies):
+    site = _site(tmp_path, '\n[pacs]\nquiet_period_s = 2\ncomplete_on_release = false\n')
+    listener = Listener(site, "SITENODE", 0, 2, "127.0.0.1").start()
+    try:
+        _send(listener.port, _ct_files(studies))
+        time.sleep(0.5)
+        assert listener.complete_studies() == []
+        assert _wait(lambda: len(listener.complete_studies()) == 1)  # after the quiet period
+    finally:
+        listener.stop()
+
+
+def test_a_study_that_grows_during_its_action_is_routed_again_whole(tmp_path, studies, monkeypatch):
+    """The first half of a CT series arrives and is released; while its action runs the second half
+    arrives on a new association. The first run's results are dropped (the action is told the study is
+    no longer settled) and the whole study is routed again; the second run waits out the grace."""
+    grace = 1.0
+    toml = f'\n[pacs]\nquiet_period_s = 600\nrelease_grace_s = {grace}\n[[routes]]\nmodality = "CT"\nmodel = "m"\n'
+    site = _site(tmp_path, toml)
+    files = _ct_files(studies)
+    half = len(files) // 2
+    seen: list[int] = []
+    waits: list[float] = []
+
+    def action(routed: R.RoutedStudy) -> dict[str, int]:
+        seen.append(len(routed.files))
+        if len(seen) == 1:
+            _send(listener.port, files[half:])  # the rest of the study, on a second association
+        started = time.monotonic()
+        settled = routed.settled()
+        waits.append(time.monotonic() - started)
+        if not settled:
+            raise R.StudyChanged
+        return {"stored": 1}
+
+    monkeypatch.setattr(R, "_HANDLERS", dict(R._HANDLERS))
+    R.register_action("model", action)
+    listener = Listener(site, "SITENODE", 0, 600, "127.0.0.1").start()
+    worker = threading.Thread(target=listener.run_forever, kwargs={"tick": 60}, daemon=True)
+    worker.start()  # a 60 s tick: only the releases can wake it in time
+    try:
+        _send(listener.port, files[:half])
+        assert _wait(lambda: listener.counts.get("studies_model") == 1, timeout=30), listener.counts
+    finally:
+        listener.stop()
+        worker.join(timeout=10)
+    assert seen == [half, len(files)]
+    assert listener.counts["superseded"] == 1
+    assert waits[1] >= grace * 0.9  # the release grace was waited out before "storing"
+    assert not list(listener.root.iterdir())  # the spool is emptied once the whole study is done
