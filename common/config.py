@@ -220,6 +220,10 @@ class PacsSettings(BaseModel):
     #: of the study (a sender splitting a study over back-to-back associations); the grace runs during
     #: the model's compute, and an instance arriving within it makes the study be routed again.
     release_grace_s: float = Field(default=2.0, ge=0, le=600)
+    #: Memory (MiB) for instances of studies routed to a model, parsed and decoded as they arrive so the
+    #: model need not re-read the spool once the study is complete; 0 turns it off. Over the budget a
+    #: study is simply read back from the spool.
+    arrival_cache_mb: int = Field(default=2048, ge=0, le=1_048_576)
     #: Seconds an association (or a DICOMweb request) may stay silent before it is abandoned.
     timeout_s: float = Field(default=30.0, gt=0, le=3600)
     #: Tries per accession when the PACS is down, refuses or times out (backoff doubles each time).

@@ -248,7 +248,13 @@ def listen(
     typer.echo(
         f"listening as {listener.aet} on port {listener.port}; "
         f"accepting {', '.join(listener.allowed_calling()) or 'no one'}; "
-        f"a study is complete after {pacs.quiet_period_s:g} s without new instances",
+        "a study is complete "
+        + (
+            f"when its sender releases the association (results wait {pacs.release_grace_s:g} s of grace) or "
+            if pacs.complete_on_release
+            else ""
+        )
+        + f"after {pacs.quiet_period_s:g} s without new instances",
         err=True,
     )
     try:

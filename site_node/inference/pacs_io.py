@@ -140,7 +140,11 @@ def infer_pacs(
     )
 
 
+def arrival_time(files: list[Path]) -> float:
+    """When a routed study's last instance arrived (its spooled files' times)."""
+    return max(p.stat().st_mtime for p in files)
+
+
 def read_spooled(files: list[Path]) -> tuple[list[Dataset], float]:
     """Datasets of a routed study's spooled files, and when its last instance arrived (file times)."""
-    datasets = [pydicom.dcmread(p) for p in files]
-    return datasets, max(p.stat().st_mtime for p in files)
+    return [pydicom.dcmread(p) for p in files], arrival_time(files)

@@ -59,7 +59,7 @@ def _facts(study: Any, result: Any, route: Any, status: str) -> dict[str, Any]:
 
 def model_handler(ctx: SiteContext) -> R.ActionHandler:
     """The ``model`` action: infer a routed study, store its results, notify."""
-    from site_node.inference.pacs_io import pacs_sink, read_spooled
+    from site_node.inference.pacs_io import arrival_time, pacs_sink, read_spooled
     from site_node.inference.runner import infer_study, warm_up
     from site_node.inference.study import study_from_datasets
     from site_node.models.store import resolve_verified
@@ -82,7 +82,10 @@ def model_handler(ctx: SiteContext) -> R.ActionHandler:
             stored = resolve_verified(ctx.engine, ctx.settings.home, str(routed.route.model))
             node = node_for(ctx, routed.facts.calling_aet)
             started = time.perf_counter()
-            datasets, received_at = read_spooled(routed.files)
+            if routed.datasets is not None:  # parsed and decoded by the listener as they arrived
+                datasets, received_at = routed.datasets, arrival_time(routed.files)
+            else:
+                datasets, received_at = read_spooled(routed.files)
             read = time.perf_counter()
             study = study_from_datasets(datasets)
             phases = {"read": read - started, "assemble": time.perf_counter() - read}

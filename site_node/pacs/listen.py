@@ -79,6 +79,9 @@ class _Study:
     open_associations: set[int] = field(default_factory=set)  # delivering it and not yet ended
     released_at: float | None = None  # its associations were all released (orderly), at this time
     busy: bool = False  # being routed now
+    # file name -> (Dataset parsed and decoded on arrival, bytes it holds); None: not kept for this study
+    cache: dict[str, tuple[Any, int]] | None = field(default_factory=dict)
+    cached_bytes: int = 0
 
 
 @dataclass
@@ -122,6 +125,8 @@ class Listener:
 
     def __post_init__(self) -> None:
         pacs = self.site.settings.pacs
+        self.cache_budget = pacs.arrival_cache_mb * 1024 * 1024
+        self._cached_bytes = 0
         if self.complete_on_release is None:
             self.complete_on_release = pacs.complete_on_release
         if self.release_grace is None:
@@ -175,13 +180,49 @@ class Listener:
                     values.add(value)
             if description:
                 facts.series_descriptions.add(description)
-            write_private(study.folder / f"{self.pz.uid(sop_uid or key)}.dcm", raw)
+            name = f"{self.pz.uid(sop_uid or key)}.dcm"
+            write_private(study.folder / name, raw)
             study.last, study.count = time.monotonic(), study.count + 1
             study.open_associations.add(association)
             study.released_at = None
             self._save_facts(study)
             self._bump("received")
+            wanted = study.cache is not None and self._model_routed(study.facts)
+        if wanted:
+            self._cache(study, name, raw)
         return 0x0000
+
+    def _model_routed(self, facts: R.StudyFacts) -> bool:
+        if self.cache_budget <= 0:
+            return False
+        route = R.route_for(self.routes, facts)
+        return route is not None and route.action == "model"
+
+    def _cache(self, study: _Study, name: str, raw: bytes) -> None:
+        """Parse and decode an instance of a model-routed study now, while the rest is still arriving."""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(io.BytesIO(raw))
+                size = len(raw) + (ds.pixel_array.nbytes if "PixelData" in ds else 0)
+        except Exception:  # noqa: BLE001 - not cached; the action reads the spooled file and reports it
+            return
+        with self._lock:
+            if study.cache is None:
+                return
+            if self._cached_bytes + size > self.cache_budget:
+                self._drop_cache(study)
+                self._bump("arrival_cache_full")
+                return
+            _, replaced = study.cache.get(name, (None, 0))  # the same instance sent again
+            study.cache[name] = (ds, size)
+            study.cached_bytes += size - replaced
+            self._cached_bytes += size - replaced
+
+    def _drop_cache(self, study: _Study) -> None:
+        """Forget a study's parsed instances (under the lock); it is read back from the spool."""
+        self._cached_bytes -= study.cached_bytes
+        study.cache, study.cached_bytes = None, 0
 
     def _save_facts(self, study: _Study) -> None:
         facts = study.facts
@@ -240,10 +281,15 @@ class Listener:
                 return
             if study.count == handover.count:
                 self.studies.pop(key, None)
+                self._drop_cache(study)
                 shutil.rmtree(study.folder, ignore_errors=True)
                 return
             for path in files:  # processed; newer instances stay for the next round
                 path.unlink(missing_ok=True)
+                if study.cache is not None and path.name in study.cache:
+                    _, size = study.cache.pop(path.name)
+                    study.cached_bytes -= size
+                    self._cached_bytes -= size
 
     def process(self, key: str) -> str:
         """Route one complete study; returns the action taken (or ``dropped`` / ``held`` / ``superseded``)."""
@@ -256,6 +302,8 @@ class Listener:
                 study.released_at is not None and time.monotonic() - study.last < self.quiet_period,
             )
             files = sorted(study.folder.glob("*.dcm"))
+            cache = study.cache or {}
+            datasets = [cache[p.name][0] for p in files] if all(p.name in cache for p in files) else None
             facts = R.StudyFacts(
                 set(study.facts.modalities),
                 set(study.facts.body_parts),
@@ -268,12 +316,16 @@ class Listener:
             self._finish(key, handover, files, keep=False)
             return "dropped"
         try:
-            counts = R.dispatch(R.RoutedStudy(files, facts, route, settled=lambda: self._settled(handover)))
+            routed = R.RoutedStudy(
+                files, facts, route, settled=lambda: self._settled(handover), datasets=datasets
+            )
+            counts = R.dispatch(routed)
         except ConfigError:
             self._bump("held_no_handler")
             log.error("a study matched a route whose action has no handler; it stays in the spool")
             with self._lock:
                 self.studies.pop(key, None)  # kept on disk: picked up again at the next start
+                self._drop_cache(study)
             return "held"
         except R.StudyChanged:
             self._bump("superseded")
@@ -290,6 +342,7 @@ class Listener:
             with self._lock:
                 study.busy = False
                 self.studies.pop(key, None)
+                self._drop_cache(study)
             return "failed"
         for name, n in counts.items():
             self._bump(name, n)

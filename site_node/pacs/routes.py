@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydicom import Dataset
+
 from common.config import PacsRoute
 from common.errors import ConfigError
 
@@ -64,6 +66,7 @@ class RoutedStudy:
     facts: StudyFacts
     route: PacsRoute
     settled: Callable[[], bool] = lambda: True
+    datasets: list[Dataset] | None = None  # the files parsed and decoded on arrival (same order), if kept
 
 
 class StudyChanged(Exception):  # noqa: N818 - a signal to the listener, not an error

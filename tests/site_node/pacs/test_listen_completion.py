@@ -137,3 +137,42 @@ def test_a_study_that_grows_during_its_action_is_routed_again_whole(tmp_path, st
     assert listener.counts["superseded"] == 1
     assert waits[1] >= grace * 0.9  # the release grace was waited out before "storing"
     assert not list(listener.root.iterdir())  # the spool is emptied once the whole study is done
+
+
+@pytest.mark.parametrize("budget", ["default", "off", "too_small"])
+def test_model_routed_instances_are_parsed_on_arrival_within_the_budget(tmp_path, studies, monkeypatch, budget):
+    """The listener hands a model route the instances it parsed and decoded as they arrived (the same
+    as the spooled files, in their order), unless the memory budget is off or too small for the study."""
+    toml = '\n[pacs]\nquiet_period_s = 600\nrelease_grace_s = 0\n[[routes]]\nmodality = "CT"\nmodel = "m"\n'
+    if budget == "off":
+        toml = toml.replace("release_grace_s = 0\n", "release_grace_s = 0\narrival_cache_mb = 0\n")
+    site = _site(tmp_path, toml)
+    handed: list[R.RoutedStudy] = []
+
+    def action(routed: R.RoutedStudy) -> dict[str, int]:
+        handed.append(routed)
+        return {}
+
+    monkeypatch.setattr(R, "_HANDLERS", dict(R._HANDLERS))
+    R.register_action("model", action)
+    listener = Listener(site, "SITENODE", 0, 600, "127.0.0.1").start()
+    if budget == "too_small":
+        listener.cache_budget = 10_000  # bytes: less than one slice
+    try:
+        files = _ct_files(studies)
+        _send(listener.port, files)
+        assert _wait(lambda: len(listener.complete_studies()) == 1)
+        assert listener.process(listener.complete_studies()[0]) == "model"
+    finally:
+        listener.stop()
+    routed = handed[0]
+    if budget != "default":
+        assert routed.datasets is None  # read back from the spool by the action
+        assert (listener.counts.get("arrival_cache_full", 0) >= 1) == (budget == "too_small")
+        return
+    assert routed.datasets is not None and len(routed.datasets) == len(files) == len(routed.files)
+    for ds in routed.datasets:
+        assert getattr(ds, "_pixel_array", None) is not None  # decoded already
+    spooled_order = [str(ds.SOPInstanceUID) for ds in routed.datasets]
+    assert sorted(spooled_order) == sorted(str(pydicom.dcmread(p).SOPInstanceUID) for p in files)
+    assert listener._cached_bytes == 0  # released with the study
