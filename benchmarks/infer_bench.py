@@ -183,6 +183,7 @@ def train_weights(path: Path, epochs: int) -> None:
     from site_node.training.local import train_site
     from site_node.training.toy_data import write_toy_curated
 
+    torch.manual_seed(0)  # the same weights, hence the same masks, in every run of the bench
     with tempfile.TemporaryDirectory() as tmp:
         curated = write_toy_curated(Path(tmp), patients=6, seed=1)
         model = train_site(curated, epochs=epochs, device="cpu")["model"]

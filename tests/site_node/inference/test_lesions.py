@@ -6,6 +6,7 @@ from pathlib import Path
 
 import highdicom as hd
 import numpy as np
+import pytest
 
 from site_node.inference.dicom_seg import MAX_SEGMENTS, MIN_VOXELS, build_seg, split_lesions
 from site_node.inference.study import read_study_folder
@@ -79,3 +80,42 @@ def test_the_seg_holds_each_lesion_on_its_own_source_slices(study_dir: Path) -> 
     }
     assert referenced == {str(ds.SOPInstanceUID) for ds in study.datasets}
     assert isinstance(seg, hd.seg.Segmentation)
+
+
+def _canonical(component_of: np.ndarray) -> np.ndarray:
+    """Component ids renumbered by first appearance: equal for two labellings of the same partition."""
+    _, first, inverse = np.unique(component_of, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first)] = np.arange(len(first))
+    return rank[inverse]
+
+
+@pytest.mark.parametrize("share", [0.001, 0.02, 0.3])
+def test_sparse_and_dense_labelling_find_the_same_components(share: float) -> None:
+    """The foreground-voxel graph and cc3d's labelling agree on random masks, edges and corners included."""
+    from site_node.inference.dicom_seg import _components_dense, _components_sparse
+
+    rng = np.random.default_rng(int(share * 1000))
+    mask = (rng.random((23, 17, 11)) < share).astype(np.uint8)
+    mask[0, 0, 0] = mask[-1, -1, -1] = mask[0, -1, 0] = 1  # corners: neighbours must not wrap around
+    where = np.flatnonzero(mask)
+    sparse = _components_sparse(where, mask.shape)
+    dense = _components_dense(mask > 0, where)
+    assert np.array_equal(_canonical(sparse), _canonical(dense))
+
+
+def test_both_labelling_paths_give_the_same_lesions(monkeypatch: pytest.MonkeyPatch) -> None:
+    import site_node.inference.dicom_seg as S
+
+    rng = np.random.default_rng(5)
+    mask = np.zeros((40, 30, 20), dtype=np.uint8)
+    for _ in range(12):
+        x, y, z = rng.integers(0, 36), rng.integers(0, 26), rng.integers(0, 16)
+        mask[x : x + rng.integers(1, 5), y : y + rng.integers(1, 5), z : z + rng.integers(1, 5)] = 1
+    results = []
+    for share in (1.0, 0.0):  # everything sparse, then everything dense
+        monkeypatch.setattr(S, "SPARSE_SHARE", share)
+        labels, lesions = S.split_lesions(mask, 0.5)
+        results.append((labels, [(x.number, x.voxels, x.slices) for x in lesions]))
+    assert np.array_equal(results[0][0], results[1][0])
+    assert results[0][1] == results[1][1] and results[0][1]
