@@ -46,6 +46,14 @@ def _results_in_orthanc(orthanc: Any, accession: str) -> dict[str, Any]:
     return {s["MainDicomTags"]["Modality"]: s for s in series}
 
 
+def _series_count(orthanc: Any, accession: str) -> int:
+    for sid in orthanc.get_json("/studies"):  # type: ignore[union-attr]
+        study = orthanc.get_json(f"/studies/{sid}")
+        if study["MainDicomTags"].get("AccessionNumber") == accession:
+            return len(study["Series"])
+    raise AssertionError("the study is not in the PACS")
+
+
 def _setup(
     tmp_path: Path, make_orthanc: Any, scp_port: int, weights: Path, capsys: Any, toml: str = ""
 ) -> tuple[Path, Any]:
@@ -150,5 +158,53 @@ def test_a_route_naming_a_model_infers_on_arrival_stores_and_notifies(
     with site.engine.connect() as conn:
         row = conn.execute(select(inference_run)).one()
     assert row.trigger == "route" and row.latency_s >= row.compute_s > 0
+    phases = row.outputs["phases_s"]
+    assert {"assemble", "compute", "lesions", "seg", "sr", "store"} <= set(phases)
+    assert phases["read"] < 0.5  # parsed by the listener as the instances arrived, not read back
     status = site_status(site)["inference"]
     assert status["completed"] == 1 and status["last"][0]["study"] == row.study_pseudonym
+
+
+def test_a_model_run_whose_study_grew_stores_nothing_and_is_recorded_superseded(
+    tmp_path: Path,
+    make_orthanc: Any,
+    scp_port: int,
+    studies: dict,
+    weights_file: Path,
+    webhook: Any,
+    capsys: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The real model action, told after its compute that the study received new instances, stores no
+    result in the PACS, posts no notification, records the run as superseded and lets the listener know."""
+    from site_node.home import open_site
+    from site_node.inference.route import register_model_action
+    from site_node.models.tables import inference_run
+    from site_node.pacs import routes as R
+    from site_node.pacs.listen import Listener  # noqa: F401 - the listener registers the deid action
+
+    toml = f'\n[[routes]]\nmodality = "CT"\nmodel = "lesions"\n\n[notify]\nurl = "{webhook.url}"\n'
+    home, orthanc = _setup(tmp_path, make_orthanc, scp_port, weights_file, capsys, toml)
+    site = open_site(home)
+    monkeypatch.setattr(R, "_HANDLERS", dict(R._HANDLERS))
+    register_model_action(site)
+    accession = _ct_accession(studies)
+    files = [p for p in studies[accession] if pydicom.dcmread(p, stop_before_pixels=True).Modality == "CT"]
+    before = _series_count(orthanc, accession)
+    asked: list[bool] = []
+
+    def settled() -> bool:
+        asked.append(True)
+        return False
+
+    routed = R.RoutedStudy(
+        files, R.StudyFacts({"CT"}, calling_aet="ORTHANC"), site.settings.routes[0], settled=settled
+    )
+    with pytest.raises(R.StudyChanged):
+        R.dispatch(routed)
+    assert asked == [True]
+    assert _series_count(orthanc, accession) == before  # no SEG or SR series reached the PACS
+    assert webhook.received == []
+    with site.engine.connect() as conn:
+        row = conn.execute(select(inference_run)).one()
+    assert row.status == "superseded" and row.trigger == "route"
