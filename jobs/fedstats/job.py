@@ -10,9 +10,6 @@ and histogram bins are limited. Run locally::
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -73,26 +70,10 @@ def build_recipe(sites: list[str], params: dict[str, Any] | None = None, work_di
 
 
 def main() -> None:
-    """Run in the NVFlare simulator with one client per ``--site name=home``."""
-    from nvflare.recipe.sim_env import SimEnv
+    """Run the job in the NVFlare simulator with one client per ``--site name=home``."""
+    from jobs.local_run import run_locally
 
-    from site_node.training.site import SITE_MAP_ENV, write_site_map
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--site", action="append", required=True, help="client-name=site-home")
-    parser.add_argument("--param", action="append", default=[], help="name=value (JSON value)")
-    parser.add_argument("--workspace", type=Path, default=Path(tempfile.mkdtemp(prefix="fedstats-ws-")))
-    args = parser.parse_args()
-    homes = dict(item.split("=", 1) for item in args.site)
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(HERE.parents[1]), os.environ.get("PYTHONPATH")])
-    )
-    args.workspace.mkdir(parents=True, exist_ok=True)
-    os.environ[SITE_MAP_ENV] = str(write_site_map(args.workspace / "site_map.json", homes))
-    params = {k: json.loads(v) for k, _, v in (p.partition("=") for p in args.param)}
-    recipe = build_recipe(list(homes), params, args.workspace)
-    run = recipe.run(SimEnv(clients=list(homes), num_threads=len(homes), workspace_root=str(args.workspace)))
-    print(f"statistics written under {run.get_result()}")
+    run_locally(TEMPLATE, __doc__.splitlines()[0], build_recipe)
 
 
 if __name__ == "__main__":

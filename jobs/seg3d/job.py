@@ -8,9 +8,6 @@ simulator (one client per site home) or submit it to a provisioned server. Run l
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -93,37 +90,11 @@ def build_recipe(sites: list[str], params: dict[str, Any] | None = None, work_di
     return recipe
 
 
-def _parse_param(text: str) -> tuple[str, Any]:
-    key, _, value = text.partition("=")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
 def main() -> None:
     """Run the job in the NVFlare simulator with one client per ``--site name=home``."""
-    from nvflare.recipe.sim_env import SimEnv
+    from jobs.local_run import run_locally
 
-    from site_node.training.site import SITE_MAP_ENV, write_site_map
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--site", action="append", required=True, help="client-name=site-home")
-    parser.add_argument("--param", action="append", default=[], help="name=value (JSON value)")
-    parser.add_argument("--workspace", type=Path, default=Path(tempfile.mkdtemp(prefix="seg3d-ws-")))
-    args = parser.parse_args()
-    homes = dict(item.split("=", 1) for item in args.site)
-    # NVFlare copies the modules a job references into its custom/ folder without their __init__.py;
-    # with an editable install those copies would shadow the real packages unless the root is on the path.
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(HERE.parents[1]), os.environ.get("PYTHONPATH")])
-    )
-    args.workspace.mkdir(parents=True, exist_ok=True)
-    os.environ[SITE_MAP_ENV] = str(write_site_map(args.workspace / "site_map.json", homes))
-    recipe = build_recipe(list(homes), dict(_parse_param(p) for p in args.param), args.workspace)
-    env = SimEnv(clients=list(homes), num_threads=len(homes), workspace_root=str(args.workspace))
-    run = recipe.execute(env)
-    print(f"job finished; results in {run.get_result()}")
+    run_locally(TEMPLATE, __doc__.splitlines()[0], build_recipe)
 
 
 if __name__ == "__main__":
