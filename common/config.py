@@ -224,6 +224,9 @@ class PacsSettings(BaseModel):
     #: model need not re-read the spool once the study is complete; 0 turns it off. Over the budget a
     #: study is simply read back from the spool.
     arrival_cache_mb: int = Field(default=2048, ge=0, le=1_048_576)
+    #: A C-STORE to ``pacs listen`` is answered with success only once the instance is on disk (fsync of
+    #: the file and its folder), as a sender expects of a storage SCP before it moves on or deletes.
+    fsync_spool: bool = True
     #: Seconds an association (or a DICOMweb request) may stay silent before it is abandoned.
     timeout_s: float = Field(default=30.0, gt=0, le=3600)
     #: Tries per accession when the PACS is down, refuses or times out (backoff doubles each time).

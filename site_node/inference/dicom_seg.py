@@ -47,11 +47,7 @@ def _bounding_box(foreground: np.ndarray) -> tuple[slice, ...] | None:
 SPARSE_SHARE = 0.01
 #: The 13 "forward" neighbours of a voxel under 26-connectivity (the other 13 are their opposites).
 _FORWARD = [
-    (dx, dy, dz)
-    for dx in (-1, 0, 1)
-    for dy in (-1, 0, 1)
-    for dz in (-1, 0, 1)
-    if (dx, dy, dz) > (0, 0, 0)
+    (dx, dy, dz) for dx in (-1, 0, 1) for dy in (-1, 0, 1) for dz in (-1, 0, 1) if (dx, dy, dz) > (0, 0, 0)
 ]
 
 

@@ -57,16 +57,33 @@ def _private_dir(path: Path) -> None:
         os.chmod(path, DIR_MODE)
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` with mode 0600 through a temporary name, then rename."""
+def write_private(path: Path, data: bytes, *, durable: bool = False) -> None:
+    """Write ``data`` to ``path`` with mode 0600 through a temporary name, then rename.
+
+    Args:
+        path: where.
+        data: what.
+        durable: also flush the file and its folder to disk (fsync) before returning, so that what was
+            acknowledged survives a power loss, not only a killed process.
+    """
     tmp = path.with_name(f".partial-{os.getpid()}-{path.name}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
     try:
-        os.write(fd, data)
+        view = memoryview(data)
+        while view:  # os.write may write less than asked
+            view = view[os.write(fd, view) :]
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.chmod(tmp, FILE_MODE)  # an existing temporary keeps its mode through O_CREAT
     os.replace(tmp, path)
+    if durable:
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
 
 def _load(record: Path, stage: str) -> QuarantineEntry | None:

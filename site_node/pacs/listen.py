@@ -82,6 +82,7 @@ class _Study:
     # file name -> (Dataset parsed and decoded on arrival, bytes it holds); None: not kept for this study
     cache: dict[str, tuple[Any, int]] | None = field(default_factory=dict)
     cached_bytes: int = 0
+    saved_facts: bytes = b""  # facts.json as last written
 
 
 @dataclass
@@ -126,6 +127,7 @@ class Listener:
     def __post_init__(self) -> None:
         pacs = self.site.settings.pacs
         self.cache_budget = pacs.arrival_cache_mb * 1024 * 1024
+        self.durable = pacs.fsync_spool
         self._cached_bytes = 0
         if self.complete_on_release is None:
             self.complete_on_release = pacs.complete_on_release
@@ -181,11 +183,11 @@ class Listener:
             if description:
                 facts.series_descriptions.add(description)
             name = f"{self.pz.uid(sop_uid or key)}.dcm"
-            write_private(study.folder / name, raw)
+            write_private(study.folder / name, raw, durable=self.durable)
             study.last, study.count = time.monotonic(), study.count + 1
             study.open_associations.add(association)
             study.released_at = None
-            self._save_facts(study)
+            self._save_facts(study)  # only when the facts changed: they rarely do after the first instance
             self._bump("received")
             wanted = study.cache is not None and self._model_routed(study.facts)
         if wanted:
@@ -226,13 +228,17 @@ class Listener:
 
     def _save_facts(self, study: _Study) -> None:
         facts = study.facts
-        data = {
-            "modalities": sorted(facts.modalities),
-            "body_parts": sorted(facts.body_parts),
-            "series_descriptions": sorted(facts.series_descriptions),
-            "calling_aet": facts.calling_aet,
-        }
-        write_private(study.folder / FACTS_FILE, json.dumps(data).encode())
+        data = json.dumps(
+            {
+                "modalities": sorted(facts.modalities),
+                "body_parts": sorted(facts.body_parts),
+                "series_descriptions": sorted(facts.series_descriptions),
+                "calling_aet": facts.calling_aet,
+            }
+        ).encode()
+        if data != study.saved_facts:
+            write_private(study.folder / FACTS_FILE, data, durable=self.durable)
+            study.saved_facts = data
 
     def closed(self, association: int, released: bool) -> None:
         """An association ended (SCP event): a study it delivered may now be complete."""

@@ -176,3 +176,41 @@ def test_model_routed_instances_are_parsed_on_arrival_within_the_budget(tmp_path
     spooled_order = [str(ds.SOPInstanceUID) for ds in routed.datasets]
     assert sorted(spooled_order) == sorted(str(pydicom.dcmread(p).SOPInstanceUID) for p in files)
     assert listener._cached_bytes == 0  # released with the study
+
+
+@pytest.mark.parametrize("fsync", [True, False])
+def test_instances_are_on_disk_before_success_is_answered(tmp_path, studies, monkeypatch, fsync):
+    """With ``fsync_spool`` (the default) each instance and its folder are flushed before the C-STORE is
+    answered; the study's facts are rewritten only when they change, not once per instance."""
+    import os as real_os
+
+    import site_node.ingest.quarantine as Q
+
+    calls: list[int] = []
+    real_fsync = real_os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        calls.append(fd)
+        real_fsync(fd)
+
+    toml = f"\n[pacs]\nquiet_period_s = 600\nfsync_spool = {str(fsync).lower()}\n"
+    site = _site(tmp_path, toml)  # (writing the site key fsyncs too: counted only from here)
+    listener = Listener(site, "SITENODE", 0, 600, "127.0.0.1").start()
+    monkeypatch.setattr(Q.os, "fsync", counting_fsync)
+    writes: list[str] = []
+    real_write = Q.write_private
+
+    def counting_write(path, data, *, durable=False):  # type: ignore[no-untyped-def]
+        writes.append(path.name)
+        real_write(path, data, durable=durable)
+
+    monkeypatch.setattr("site_node.pacs.listen.write_private", counting_write)
+    try:
+        files = _ct_files(studies)
+        _send(listener.port, files)
+    finally:
+        listener.stop()
+    facts_writes = writes.count("facts.json")
+    assert 1 <= facts_writes <= 3  # the first instance, and whenever a new value appeared
+    assert len(writes) == len(files) + facts_writes
+    assert len(calls) == (2 * len(writes) if fsync else 0)  # file and folder, per write
