@@ -99,6 +99,14 @@ def model_handler(ctx: SiteContext) -> R.ActionHandler:
                 phases=phases,
             )
         except PlatformError as exc:
+            if not routed.settled():
+                # The study grew while it was processed (a sender that opens one association per
+                # instance completes it after every instance): not a failure, it is routed again whole.
+                log.info(
+                    "route %s: the study grew during the run; it is routed again once complete",
+                    routed.route.name or routed.route.model,
+                )
+                raise R.StudyChanged from exc
             log.error(
                 "route %s: inference failed: %s", routed.route.name or routed.route.model, exc.public_message
             )

@@ -208,3 +208,70 @@ def test_a_model_run_whose_study_grew_stores_nothing_and_is_recorded_superseded(
     with site.engine.connect() as conn:
         row = conn.execute(select(inference_run)).one()
     assert row.status == "superseded" and row.trigger == "route"
+
+
+@pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk's storescu is not installed")
+def test_a_sender_releasing_after_its_first_instance_gets_one_inference_of_the_whole_study(
+    tmp_path: Path,
+    make_orthanc: Any,
+    scp_port: int,
+    studies: dict,
+    weights_file: Path,
+    webhook: Any,
+    capsys: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A sender that releases after one instance (some modalities open an association per image) makes
+    the study complete too early: the model fails on a single slice. Within the release grace the rest
+    arrives, so that failure is not reported; the whole study is inferred once, its results stored."""
+    import threading
+
+    from site_node.home import open_site
+    from site_node.inference.route import register_model_action
+    from site_node.models.tables import inference_run
+    from site_node.pacs import routes as R
+    from site_node.pacs.listen import Listener
+
+    toml = (
+        '\n[[routes]]\nmodality = "CT"\nmodel = "lesions"\n'
+        f'\n[notify]\nurl = "{webhook.url}"\nformat = "json"\nfields = ["status"]\n'
+    )
+    home, orthanc = _setup(tmp_path, make_orthanc, scp_port, weights_file, capsys, toml)
+    site = open_site(home)
+    monkeypatch.setattr(R, "_HANDLERS", dict(R._HANDLERS))
+    register_model_action(site)
+    accession = _ct_accession(studies)
+    files = sorted(
+        p for p in studies[accession] if pydicom.dcmread(p, stop_before_pixels=True).Modality == "CT"
+    )
+    series_before = _series_count(orthanc, accession)
+    listener = Listener(site, "SITENODE", 0, 600, "127.0.0.1", release_grace=4.0).start()
+    worker = threading.Thread(target=listener.run_forever, kwargs={"tick": 60}, daemon=True)
+    worker.start()
+
+    def send(batch: list[Path]) -> None:
+        sent = subprocess.run(  # noqa: S603
+            ["storescu", "-aet", "ORTHANC", "-aec", "SITENODE", "127.0.0.1", str(listener.port)]
+            + [str(p) for p in batch],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert sent.returncode == 0, sent.stderr
+
+    try:
+        send(files[:1])  # released: the study is "complete" with one slice
+        send(files[1:])  # the rest, well within the 4 s grace
+        deadline = time.monotonic() + 120
+        while listener.counts.get("inferred", 0) < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        listener.stop()
+        worker.join(timeout=30)
+    assert listener.counts.get("inferred") == 1, listener.counts
+    assert listener.counts.get("inference_failed", 0) == 0
+    assert [body["status"] for body in webhook.received] == ["stored"]  # no "failed" was posted
+    assert _series_count(orthanc, accession) == series_before + 2  # one SEG and one SR
+    with site.engine.connect() as conn:
+        completed = conn.execute(select(inference_run).where(inference_run.c.status == "completed")).all()
+    assert len(completed) == 1
