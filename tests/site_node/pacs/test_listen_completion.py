@@ -26,6 +26,9 @@ pytestmark = [
 ]
 
 
+ROUTE_TO_MODEL = '[[routes]]\nmodality = "CT"\nmodel = "m"\n'
+
+
 def _site(tmp_path: Path, toml: str) -> object:
     home = tmp_path / "home"
     init_home(home, "site-a")
@@ -63,7 +66,7 @@ def _ct_files(studies: dict[str, list[Path]]) -> list[Path]:
 
 
 def test_a_released_study_is_complete_at_once_and_an_aborted_one_waits(tmp_path, studies):
-    site = _site(tmp_path, '\n[pacs]\nquiet_period_s = 600\nrelease_grace_s = 0\n')
+    site = _site(tmp_path, "\n[pacs]\nquiet_period_s = 600\nrelease_grace_s = 0\n")
     listener = Listener(site, "SITENODE", 0, 600, "127.0.0.1").start()
     try:
         files = _ct_files(studies)
@@ -88,7 +91,7 @@ def test_a_released_study_is_complete_at_once_and_an_aborted_one_waits(tmp_path,
 
 
 def test_release_completion_can_be_turned_off(tmp_path, studies):
-    site = _site(tmp_path, '\n[pacs]\nquiet_period_s = 2\ncomplete_on_release = false\n')
+    site = _site(tmp_path, "\n[pacs]\nquiet_period_s = 2\ncomplete_on_release = false\n")
     listener = Listener(site, "SITENODE", 0, 2, "127.0.0.1").start()
     try:
         _send(listener.port, _ct_files(studies))
@@ -104,7 +107,7 @@ def test_a_study_that_grows_during_its_action_is_routed_again_whole(tmp_path, st
     arrives on a new association. The first run's results are dropped (the action is told the study is
     no longer settled) and the whole study is routed again; the second run waits out the grace."""
     grace = 1.0
-    toml = f'\n[pacs]\nquiet_period_s = 600\nrelease_grace_s = {grace}\n[[routes]]\nmodality = "CT"\nmodel = "m"\n'
+    toml = f"\n[pacs]\nquiet_period_s = 600\nrelease_grace_s = {grace}\n" + ROUTE_TO_MODEL
     site = _site(tmp_path, toml)
     files = _ct_files(studies)
     half = len(files) // 2
@@ -140,10 +143,12 @@ def test_a_study_that_grows_during_its_action_is_routed_again_whole(tmp_path, st
 
 
 @pytest.mark.parametrize("budget", ["default", "off", "too_small"])
-def test_model_routed_instances_are_parsed_on_arrival_within_the_budget(tmp_path, studies, monkeypatch, budget):
+def test_model_routed_instances_are_parsed_on_arrival_within_the_budget(
+    tmp_path, studies, monkeypatch, budget
+):
     """The listener hands a model route the instances it parsed and decoded as they arrived (the same
     as the spooled files, in their order), unless the memory budget is off or too small for the study."""
-    toml = '\n[pacs]\nquiet_period_s = 600\nrelease_grace_s = 0\n[[routes]]\nmodality = "CT"\nmodel = "m"\n'
+    toml = "\n[pacs]\nquiet_period_s = 600\nrelease_grace_s = 0\n" + ROUTE_TO_MODEL
     if budget == "off":
         toml = toml.replace("release_grace_s = 0\n", "release_grace_s = 0\narrival_cache_mb = 0\n")
     site = _site(tmp_path, toml)
