@@ -36,6 +36,11 @@ def _ct_accession(studies: dict[str, list[Path]]) -> str:
     raise AssertionError("the synthetic export holds no CT study")
 
 
+def _ct_images(files: list[Path]) -> list[Path]:
+    """The CT image files of a study (not its ground-truth SEG), sorted."""
+    return sorted(p for p in files if pydicom.dcmread(p, stop_before_pixels=True).Modality == "CT")
+
+
 def _results_in_orthanc(orthanc: Any, accession: str) -> dict[str, Any]:
     studies = [
         orthanc.get_json(f"/studies/{sid}")
@@ -189,7 +194,7 @@ def test_a_model_run_whose_study_grew_stores_nothing_and_is_recorded_superseded(
     monkeypatch.setattr(R, "_HANDLERS", dict(R._HANDLERS))
     register_model_action(site)
     accession = _ct_accession(studies)
-    files = [p for p in studies[accession] if pydicom.dcmread(p, stop_before_pixels=True).Modality == "CT"]
+    files = _ct_images(studies[accession])
     before = _series_count(orthanc, accession)
     asked: list[bool] = []
 
@@ -241,9 +246,7 @@ def test_a_sender_releasing_after_its_first_instance_gets_one_inference_of_the_w
     monkeypatch.setattr(R, "_HANDLERS", dict(R._HANDLERS))
     register_model_action(site)
     accession = _ct_accession(studies)
-    files = sorted(
-        p for p in studies[accession] if pydicom.dcmread(p, stop_before_pixels=True).Modality == "CT"
-    )
+    files = _ct_images(studies[accession])
     series_before = _series_count(orthanc, accession)
     listener = Listener(site, "SITENODE", 0, 600, "127.0.0.1", release_grace=4.0).start()
     worker = threading.Thread(target=listener.run_forever, kwargs={"tick": 60}, daemon=True)
@@ -275,3 +278,48 @@ def test_a_sender_releasing_after_its_first_instance_gets_one_inference_of_the_w
     with site.engine.connect() as conn:
         completed = conn.execute(select(inference_run).where(inference_run.c.status == "completed")).all()
     assert len(completed) == 1
+
+
+def test_a_routed_run_logs_and_records_no_identifier_of_the_study(
+    tmp_path: Path,
+    make_orthanc: Any,
+    scp_port: int,
+    studies: dict,
+    weights_file: Path,
+    webhook: Any,
+    capsys: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Plant-and-search: a stored run and a superseded run of the model action, logged at DEBUG; no
+    patient id, name, accession number or study UID of the source appears in the logs, in the recorded
+    runs (phases, notes) or on the terminal."""
+    import logging
+
+    from site_node.home import open_site
+    from site_node.inference.route import register_model_action
+    from site_node.models.tables import inference_run
+    from site_node.pacs import routes as R
+
+    toml = '\n[[routes]]\nmodality = "CT"\nmodel = "lesions"\n'
+    home, _ = _setup(tmp_path, make_orthanc, scp_port, weights_file, capsys, toml)
+    site = open_site(home)
+    monkeypatch.setattr(R, "_HANDLERS", dict(R._HANDLERS))
+    register_model_action(site)
+    accession = _ct_accession(studies)
+    files = _ct_images(studies[accession])
+    source = pydicom.dcmread(files[0], stop_before_pixels=True)
+    planted = [str(source.PatientID), str(source.PatientName), accession, str(source.StudyInstanceUID)]
+    assert all(planted)
+    facts = R.StudyFacts({"CT"}, calling_aet="ORTHANC")
+    caplog.set_level(logging.DEBUG)
+    assert R.dispatch(R.RoutedStudy(files, facts, site.settings.routes[0]))["inferred"] == 1
+    with pytest.raises(R.StudyChanged):
+        R.dispatch(R.RoutedStudy(files, facts, site.settings.routes[0], settled=lambda: False))
+    with site.engine.connect() as conn:
+        rows = [str(dict(row._mapping)) for row in conn.execute(select(inference_run))]
+    assert len(rows) == 2
+    out = capsys.readouterr()
+    for text in [caplog.text, *rows, out.out, out.err]:
+        for value in planted:
+            assert value not in text
